@@ -1,0 +1,228 @@
+"""`memory://`: a thread-safe shell around the shared queue state machine.
+
+Brokers opened in one process with the same namespace share one store, the
+way two clients of one server do.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+from stemlab.core.broker import Broker, Consumer
+from stemlab.core.clock import Clock, SystemClock, from_epoch
+from stemlab.core.envelope import Delivery, Envelope
+from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
+from stemlab.core.state import QueueState
+from stemlab.errors import LeaseLost
+
+__all__ = ["MemoryBroker"]
+
+_MAX_WAIT = 0.25
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.cond = threading.Condition(threading.Lock())
+        self.state = QueueState()
+
+
+_stores: dict[str, _Store] = {}
+_stores_lock = threading.Lock()
+
+
+def _store(namespace: str) -> _Store:
+    with _stores_lock:
+        store = _stores.get(namespace)
+        if store is None:
+            store = _stores[namespace] = _Store()
+        return store
+
+
+def _token(delivery: Delivery) -> int:
+    kind, _, raw = delivery.receipt.partition(":")
+    if kind not in ("m", "b") or not raw.isdigit():
+        raise LeaseLost(f"not a receipt of the memory broker: {delivery.receipt!r}")
+    return int(raw)
+
+
+class MemoryBroker(Broker):
+    """In-process broker with the full contract; broadcast scope is the process."""
+
+    def __init__(
+        self,
+        namespace: str = "stem",
+        *,
+        default_visibility_timeout: float = 30.0,
+        clock: Clock | None = None,
+    ) -> None:
+        if not namespace:
+            raise ValueError("namespace must be non-empty")
+        self.namespace = namespace
+        self.default_visibility_timeout = float(default_visibility_timeout)
+        self.clock: Clock = clock or SystemClock()
+        self._store = _store(namespace)
+        self._caps = Capabilities(broadcast_scope="process", durable=False, cross_process=False)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> MemoryBroker:
+        return cls(**options)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._caps
+
+    def _now(self) -> float:
+        return self.clock.time()
+
+    def _publish(self, envelope: Envelope) -> None:
+        self._publish_many([envelope])
+
+    def _publish_many(self, envelopes: list[Envelope]) -> None:
+        with self._store.cond:
+            now = self._now()
+            for envelope in envelopes:
+                self._store.state.publish(envelope, now)
+            self._store.cond.notify_all()
+
+    def _broadcast(self, channel: str, envelope: Envelope) -> None:
+        with self._store.cond:
+            self._store.state.broadcast(channel, envelope)
+            self._store.cond.notify_all()
+
+    def _consume(
+        self, queues: tuple[str, ...], channels: tuple[str, ...], prefetch: int, consumer: str
+    ) -> Consumer:
+        with self._store.cond:
+            self._store.state.subscribe(consumer, channels)
+        return _MemoryConsumer(self, queues, channels, prefetch, consumer)
+
+    def _settle(self, delivery: Delivery, queue_op: str, *args: Any) -> Any:
+        token = _token(delivery)
+        state = self._store.state
+        with self._store.cond:
+            now = self._now()
+            if delivery.channel is not None:
+                if queue_op == "dead_letter":
+                    state.dead_letter_broadcast(token, now, *args)
+                else:
+                    state.settle_broadcast(token)
+                return None
+            result = getattr(state, queue_op)(token, now, *args)
+            self._store.cond.notify_all()
+            return result
+
+    def _ack(self, delivery: Delivery) -> None:
+        self._settle(delivery, "ack")
+
+    def _nack(self, delivery: Delivery) -> None:
+        self._settle(delivery, "nack", True)
+
+    def _dead_letter(self, delivery: Delivery, reason: str | None, meta: dict[str, Any]) -> None:
+        self._settle(delivery, "dead_letter", reason, meta)
+
+    def _extend_lease(self, delivery: Delivery, by: float) -> datetime:
+        return from_epoch(self._settle(delivery, "extend", by))
+
+    def _locked(self, op: str, *args: Any) -> Any:
+        with self._store.cond:
+            result = getattr(self._store.state, op)(*args)
+            self._store.cond.notify_all()
+            return result
+
+    def _purge(self, queue: str) -> int:
+        return int(self._locked("purge", queue, self._now()))
+
+    def _pending_count(self, queue: str) -> int:
+        return int(self._locked("pending_count", queue, self._now()))
+
+    def _inflight_count(self, queue: str) -> int:
+        return int(self._locked("inflight_count", queue, self._now()))
+
+    def _delayed_count(self, queue: str) -> int:
+        return int(self._locked("delayed_count", queue, self._now()))
+
+    def _list_dead_letters(self, queue: str, limit: int, offset: int) -> DeadLetterPage:
+        page: DeadLetterPage = self._locked("list_dead", queue, limit, offset)
+        return page
+
+    def _get_dead_letter(self, queue: str, id: str) -> DeadLetterEntry | None:
+        entry: DeadLetterEntry | None = self._locked("get_dead", queue, id)
+        return entry
+
+    def _replay_dead_letters(
+        self, queue: str, limit: int, since: float | None, delay: float | None, dry_run: bool
+    ) -> ReplayResult:
+        result: ReplayResult = self._locked(
+            "replay_dead", queue, self._now(), limit, since, delay, dry_run
+        )
+        return result
+
+    def _purge_dead_letters(self, queue: str, since: float | None, limit: int | None) -> int:
+        return int(self._locked("purge_dead", queue, since, limit))
+
+    def _close(self) -> None:
+        pass
+
+
+class _MemoryConsumer(Consumer):
+    def __init__(
+        self,
+        broker: MemoryBroker,
+        queues: tuple[str, ...],
+        channels: tuple[str, ...],
+        prefetch: int,
+        name: str,
+    ) -> None:
+        super().__init__(name)
+        self._broker = broker
+        self._store = broker._store
+        self._queues = queues
+        self._channels = channels
+        self._prefetch = prefetch
+
+    def _take(self, now: float) -> Delivery | None:
+        state = self._store.state
+        item = state.take_broadcast(self.name)
+        if item is not None:
+            token, channel, env = item
+            return Delivery(env, f"b:{token}", env.queue, None, 1, channel)
+        if self._queues and state.held(self.name) < self._prefetch:
+            vt = self._broker.default_visibility_timeout
+            leases = state.claim(self._queues, self.name, now, 1, vt)
+            if leases:
+                lease = leases[0]
+                expires = from_epoch(lease.expires_at)
+                return Delivery(
+                    lease.envelope, f"m:{lease.token}", lease.queue, expires, lease.delivery_count
+                )
+        return None
+
+    def get(self, timeout: float | None = None) -> Delivery | None:
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        with self._store.cond:
+            while not self.closed and not self._broker.closed:
+                now = self._broker._now()
+                delivery = self._take(now)
+                if delivery is not None:
+                    return delivery
+                wait = _MAX_WAIT
+                wake = self._store.state.next_wakeup()
+                if wake is not None:
+                    wait = min(wait, max(0.0, wake - now) + 0.001)
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return None
+                    wait = min(wait, left)
+                self._store.cond.wait(wait)
+        return None
+
+    def close(self) -> None:
+        if not self.closed:
+            super().close()
+            with self._store.cond:
+                self._store.state.unsubscribe(self.name)
+                self._store.cond.notify_all()

@@ -1,0 +1,329 @@
+"""The Broker contract (an ABC) and the Consumer every adapter returns.
+
+Public methods validate and normalise their arguments once, here, then call
+the adapter's protected hooks; so every adapter refuses bad input the same
+way and before anything is written.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+from stemlab.core.clock import as_seconds, to_epoch
+from stemlab.core.codec import ensure_json, new_id
+from stemlab.core.envelope import (
+    Delivery,
+    Envelope,
+    duration,
+    validate_priority,
+    validate_queue_name,
+)
+from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
+from stemlab.errors import StemlabError
+
+__all__ = ["Broker", "Consumer", "normalise_names"]
+
+Duration = float | int | timedelta
+
+
+def normalise_names(names: str | Sequence[str], what: str) -> tuple[str, ...]:
+    """One name or a sequence of names, validated, duplicates dropped, order kept."""
+    items = (names,) if isinstance(names, str) else tuple(names)
+    return tuple(dict.fromkeys(validate_queue_name(n, what) for n in items))
+
+
+def _count(value: Any, what: str, *, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{what} must be an int >= 0, got {value!r}")
+    return value
+
+
+def _since(value: datetime | None) -> float | None:
+    return None if value is None else to_epoch(value)
+
+
+class Consumer(abc.ABC):
+    """A blocking iterator of deliveries and a context manager.
+
+    Closing it stops delivery to it but does not release what it already
+    received: those stay leased until settled or expired.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.closed = False
+
+    @abc.abstractmethod
+    def get(self, timeout: float | None = None) -> Delivery | None:
+        """The next delivery, waiting up to `timeout` seconds (None: forever)."""
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __iter__(self) -> Iterator[Delivery]:
+        while not self.closed:
+            delivery = self.get(timeout=0.5)
+            if delivery is not None:
+                yield delivery
+
+    def __enter__(self) -> Consumer:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class Broker(abc.ABC):
+    """The contract: publish, consume, settle, count, dead letters, broadcast."""
+
+    closed: bool = False
+
+    # ------------------------------------------------------------- producing
+    def publish(
+        self, envelope: Envelope, *, queue: str | None = None, priority: int | None = None
+    ) -> None:
+        """Store one envelope, optionally routed to another queue or priority."""
+        self._check_open()
+        self._publish(self._route(envelope, queue, priority))
+
+    def publish_many(self, envelopes: Iterable[Envelope]) -> None:
+        """Store several envelopes; adapters do it in one round trip where they can."""
+        self._check_open()
+        items = [self._route(e, None, None) for e in envelopes]
+        if items:
+            self._publish_many(items)
+
+    def broadcast(self, channel: str, envelope: Envelope) -> None:
+        """Deliver `envelope` once to every consumer subscribed to `channel` now."""
+        self._check_open()
+        validate_queue_name(channel, "channel")
+        self._broadcast(channel, self._route(envelope, None, None))
+
+    @staticmethod
+    def _route(envelope: Envelope, queue: str | None, priority: int | None) -> Envelope:
+        if not isinstance(envelope, Envelope):
+            raise TypeError(f"expected an Envelope, got {type(envelope).__name__}")
+        changes: dict[str, Any] = {}
+        if queue is not None:
+            changes["queue"] = validate_queue_name(queue)
+        if priority is not None:
+            changes["priority"] = validate_priority(priority)
+        return replace(envelope, **changes) if changes else envelope
+
+    # ------------------------------------------------------------- consuming
+    def consume(
+        self,
+        queues: str | Sequence[str] = (),
+        *,
+        channels: str | Sequence[str] = (),
+        prefetch: int = 1,
+        consumer: str | None = None,
+    ) -> Consumer:
+        """Open a consumer on queues and/or broadcast channels."""
+        self._check_open()
+        qs = normalise_names(queues, "queue")
+        chs = normalise_names(channels, "channel")
+        if not qs and not chs:
+            raise ValueError("consume needs at least one queue or channel")
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
+            raise ValueError(f"prefetch must be an int >= 1, got {prefetch!r}")
+        name = consumer if consumer is not None else new_id()
+        if not isinstance(name, str) or not name:
+            raise ValueError("consumer must be a non-empty string")
+        return self._consume(qs, chs, prefetch, name)
+
+    def ack(self, delivery: Delivery) -> None:
+        """Settle a delivery: the message is done and removed."""
+        self._check_open()
+        self._ack(self._delivery(delivery))
+
+    def nack(self, delivery: Delivery, *, requeue: bool = True) -> None:
+        """Give a delivery back: ready again at once, or dead-lettered as "nack"."""
+        self._check_open()
+        delivery = self._delivery(delivery)
+        if requeue:
+            self._nack(delivery)
+        else:
+            self._dead_letter(delivery, "nack", {})
+
+    def dead_letter(
+        self, delivery: Delivery, *, reason: str | None = None, meta: dict[str, Any] | None = None
+    ) -> None:
+        """Move a delivery's message to its queue's dead letters."""
+        self._check_open()
+        if reason is not None and not isinstance(reason, str):
+            raise TypeError("reason must be a string or None")
+        meta = dict(meta or {})
+        ensure_json(meta, "meta")
+        self._dead_letter(self._delivery(delivery), reason, meta)
+
+    def extend_lease(self, delivery: Delivery, by: Duration) -> datetime:
+        """Make the lease expire `by` seconds from now; returns the new expiry."""
+        self._check_open()
+        seconds = as_seconds(by, "by")
+        if not seconds > 0:
+            raise ValueError(f"by must be > 0 seconds, got {seconds}")
+        delivery = self._delivery(delivery)
+        if delivery.channel is not None:
+            raise ValueError("broadcast deliveries have no lease to extend")
+        return self._extend_lease(delivery, seconds)
+
+    @staticmethod
+    def _delivery(delivery: Delivery) -> Delivery:
+        if not isinstance(delivery, Delivery):
+            raise TypeError(f"expected a Delivery, got {type(delivery).__name__}")
+        return delivery
+
+    # -------------------------------------------------------------- counting
+    def purge(self, queue: str) -> int:
+        """Remove the queue's ready, delayed and leased messages (not its dead letters)."""
+        self._check_open()
+        return self._purge(validate_queue_name(queue))
+
+    def pending_count(self, queue: str) -> int:
+        """Messages that are due and not leased."""
+        self._check_open()
+        return self._pending_count(validate_queue_name(queue))
+
+    def inflight_count(self, queue: str) -> int:
+        """Messages leased and not yet settled."""
+        self._check_open()
+        return self._inflight_count(validate_queue_name(queue))
+
+    def delayed_count(self, queue: str) -> int:
+        """Messages whose `not_before` is still in the future."""
+        self._check_open()
+        return self._delayed_count(validate_queue_name(queue))
+
+    # ---------------------------------------------------------- dead letters
+    def list_dead_letters(self, queue: str, *, limit: int = 50, offset: int = 0) -> DeadLetterPage:
+        """A page of dead letters, newest first."""
+        self._check_open()
+        validate_queue_name(queue)
+        _count(limit, "limit")
+        _count(offset, "offset")
+        return self._list_dead_letters(queue, limit, offset)
+
+    def get_dead_letter(self, queue: str, id: str) -> DeadLetterEntry | None:
+        """The newest dead letter of `queue` whose envelope id is `id`."""
+        self._check_open()
+        validate_queue_name(queue)
+        if not isinstance(id, str):
+            raise TypeError("id must be a string")
+        return self._get_dead_letter(queue, id)
+
+    def replay_dead_letters(
+        self,
+        queue: str,
+        *,
+        limit: int = 50,
+        since: datetime | None = None,
+        delay: Duration | None = None,
+        dry_run: bool = False,
+    ) -> ReplayResult:
+        """Republish dead letters oldest first, due after `delay` (or now)."""
+        self._check_open()
+        validate_queue_name(queue)
+        _count(limit, "limit")
+        return self._replay_dead_letters(
+            queue, limit, _since(since), duration(delay, "delay"), bool(dry_run)
+        )
+
+    def purge_dead_letters(
+        self, queue: str, *, since: datetime | None = None, limit: int | None = None
+    ) -> int:
+        """Delete dead letters (oldest first) dead at or after `since`, at most `limit`."""
+        self._check_open()
+        validate_queue_name(queue)
+        return self._purge_dead_letters(queue, _since(since), _count(limit, "limit", allow_none=True))
+
+    # -------------------------------------------------------------- lifetime
+    @property
+    @abc.abstractmethod
+    def capabilities(self) -> Capabilities:
+        """What this adapter promises (priority levels, broadcast scope, polling...)."""
+
+    def close(self) -> None:
+        """Release connections; idempotent."""
+        if not self.closed:
+            self.closed = True
+            self._close()
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise StemlabError("this broker is closed")
+
+    def __enter__(self) -> Broker:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------ adapter hooks (protected)
+    @abc.abstractmethod
+    def _publish(self, envelope: Envelope) -> None: ...
+
+    def _publish_many(self, envelopes: list[Envelope]) -> None:
+        for envelope in envelopes:
+            self._publish(envelope)
+
+    @abc.abstractmethod
+    def _broadcast(self, channel: str, envelope: Envelope) -> None: ...
+
+    @abc.abstractmethod
+    def _consume(
+        self, queues: tuple[str, ...], channels: tuple[str, ...], prefetch: int, consumer: str
+    ) -> Consumer: ...
+
+    @abc.abstractmethod
+    def _ack(self, delivery: Delivery) -> None: ...
+
+    @abc.abstractmethod
+    def _nack(self, delivery: Delivery) -> None:
+        """Requeue (the `requeue=False` path is `_dead_letter` with reason "nack")."""
+
+    @abc.abstractmethod
+    def _dead_letter(self, delivery: Delivery, reason: str | None, meta: dict[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    def _extend_lease(self, delivery: Delivery, by: float) -> datetime: ...
+
+    @abc.abstractmethod
+    def _purge(self, queue: str) -> int: ...
+
+    @abc.abstractmethod
+    def _pending_count(self, queue: str) -> int: ...
+
+    @abc.abstractmethod
+    def _inflight_count(self, queue: str) -> int: ...
+
+    @abc.abstractmethod
+    def _delayed_count(self, queue: str) -> int: ...
+
+    @abc.abstractmethod
+    def _list_dead_letters(self, queue: str, limit: int, offset: int) -> DeadLetterPage: ...
+
+    @abc.abstractmethod
+    def _get_dead_letter(self, queue: str, id: str) -> DeadLetterEntry | None: ...
+
+    @abc.abstractmethod
+    def _replay_dead_letters(
+        self, queue: str, limit: int, since: float | None, delay: float | None, dry_run: bool
+    ) -> ReplayResult: ...
+
+    @abc.abstractmethod
+    def _purge_dead_letters(self, queue: str, since: float | None, limit: int | None) -> int: ...
+
+    @abc.abstractmethod
+    def _close(self) -> None: ...

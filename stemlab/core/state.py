@@ -1,0 +1,376 @@
+"""The one queue state machine: ready, delayed, leased and dead messages.
+
+Pure: no threads, no I/O, no clock. Every call that depends on time takes
+`now` (float seconds on any fixed origin). The in-memory broker wraps it with
+a lock and the wall clock; the simulator drives it in simpy time. Leases carry
+an integer fencing token; a token stays valid until its message is settled or
+handed to another delivery, so a late ack of an expired-but-untaken lease
+still succeeds while a stale one raises `LeaseLost`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from stemlab.core.clock import from_epoch, to_epoch
+from stemlab.core.envelope import Envelope
+from stemlab.core.records import DeadLetterEntry, DeadLetterPage, ReplayResult
+from stemlab.errors import LeaseLost
+
+__all__ = ["Lease", "QueueState"]
+
+READY, DELAYED, LEASED = "ready", "delayed", "leased"
+
+
+@dataclass(slots=True)
+class _Msg:
+    key: int
+    envelope: Envelope
+    queue: str
+    priority: int
+    state: str
+    seq: int = 0
+    deliveries: int = 0
+    token: int | None = None
+    consumer: str | None = None
+    expires: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A claimed message: its fencing token, envelope, expiry and delivery count."""
+
+    token: int
+    envelope: Envelope
+    queue: str
+    expires_at: float
+    delivery_count: int
+
+
+class _Queue:
+    __slots__ = ("counts", "dead", "ready")
+
+    def __init__(self) -> None:
+        self.ready: list[deque[tuple[int, int]]] = [deque() for _ in range(10)]
+        self.counts = {READY: 0, DELAYED: 0, LEASED: 0}
+        self.dead: list[DeadLetterEntry] = []
+
+
+class QueueState:
+    """All queues of one namespace plus its broadcast hub, advanced by explicit `now`."""
+
+    def __init__(self, default_visibility_timeout: float = 30.0) -> None:
+        self.default_visibility_timeout = float(default_visibility_timeout)
+        self._queues: dict[str, _Queue] = {}
+        self._msgs: dict[int, _Msg] = {}
+        self._leases: dict[int, int] = {}  # token -> message key
+        self._held: dict[str, int] = {}  # consumer -> live leases
+        self._delayed: list[tuple[float, int, int]] = []  # (due, key, seq)
+        self._expiry: list[tuple[float, int, int]] = []  # (expires, token, key)
+        self._counter = itertools.count(1)
+        self._subs: dict[str, set[str]] = {}
+        self._inbox: dict[str, deque[tuple[int, str, Envelope]]] = {}
+        self._bcast: dict[int, Envelope] = {}  # outstanding broadcast token -> envelope
+
+    # ------------------------------------------------------------------ time
+    def tick(self, now: float) -> None:
+        """Release due delayed messages and take back expired leases."""
+        delayed = self._delayed
+        while delayed and delayed[0][0] <= now:
+            _, key, seq = heapq.heappop(delayed)
+            msg = self._msgs.get(key)
+            if msg is not None and msg.state == DELAYED and msg.seq == seq:
+                self._make_ready(msg)
+        expiry = self._expiry
+        while expiry and expiry[0][0] <= now:
+            expires, token, key = heapq.heappop(expiry)
+            msg = self._msgs.get(key)
+            if msg and msg.state == LEASED and msg.token == token and msg.expires == expires:
+                self._release_slot(msg)
+                self._make_ready(msg)
+
+    def next_wakeup(self) -> float | None:
+        """The earliest instant at which `tick` could change something."""
+        times = [h[0][0] for h in (self._delayed, self._expiry) if h]
+        return min(times) if times else None
+
+    # ------------------------------------------------------------ transitions
+    def _queue(self, name: str) -> _Queue:
+        q = self._queues.get(name)
+        if q is None:
+            q = self._queues[name] = _Queue()
+        return q
+
+    def _move(self, msg: _Msg, state: str) -> None:
+        counts = self._queue(msg.queue).counts
+        counts[msg.state] -= 1
+        counts[state] += 1
+        msg.state = state
+
+    def _make_ready(self, msg: _Msg) -> None:
+        self._move(msg, READY)
+        msg.seq = next(self._counter)
+        self._queue(msg.queue).ready[msg.priority].append((msg.seq, msg.key))
+
+    def _release_slot(self, msg: _Msg) -> None:
+        if msg.consumer is not None:
+            self._held[msg.consumer] -= 1
+            msg.consumer = None
+
+    def _remove(self, msg: _Msg) -> None:
+        if msg.state == LEASED:
+            self._release_slot(msg)
+        if msg.token is not None:
+            self._leases.pop(msg.token, None)
+        self._queue(msg.queue).counts[msg.state] -= 1
+        del self._msgs[msg.key]
+
+    # -------------------------------------------------------------- producer
+    def publish(self, envelope: Envelope, now: float) -> None:
+        """Store a validated envelope: ready now, or delayed until `not_before`."""
+        self.tick(now)
+        key = next(self._counter)
+        msg = _Msg(key, envelope, envelope.queue, envelope.priority, DELAYED)
+        self._msgs[key] = msg
+        q = self._queue(msg.queue)
+        q.counts[DELAYED] += 1
+        due = to_epoch(envelope.not_before) if envelope.not_before is not None else None
+        if due is not None and due > now:
+            msg.seq = next(self._counter)
+            heapq.heappush(self._delayed, (due, key, msg.seq))
+        else:
+            self._make_ready(msg)
+
+    # -------------------------------------------------------------- consumer
+    def held(self, consumer: str) -> int:
+        """Live leases held by a consumer (what prefetch caps)."""
+        return self._held.get(consumer, 0)
+
+    def claim(
+        self,
+        queues: Sequence[str],
+        consumer: str,
+        now: float,
+        limit: int,
+        visibility_timeout: float | None = None,
+    ) -> list[Lease]:
+        """Lease up to `limit` ready messages: highest priority first, FIFO within one.
+
+        The lease lasts the envelope's visibility timeout, else `visibility_timeout`,
+        else this state's default.
+        """
+        self.tick(now)
+        default = visibility_timeout or self.default_visibility_timeout
+        out: list[Lease] = []
+        while len(out) < limit:
+            msg = self._pop_best(queues)
+            if msg is None:
+                break
+            out.append(self._lease(msg, consumer, now, default))
+        return out
+
+    def _pop_best(self, queues: Sequence[str]) -> _Msg | None:
+        qs = [self._queues[n] for n in queues if n in self._queues]
+        for prio in range(9, -1, -1):
+            best: tuple[int, int] | None = None
+            best_dq: deque[tuple[int, int]] | None = None
+            for q in qs:
+                dq = q.ready[prio]
+                while dq:
+                    seq, key = dq[0]
+                    msg = self._msgs.get(key)
+                    if msg is not None and msg.state == READY and msg.seq == seq:
+                        break
+                    dq.popleft()
+                if dq and (best is None or dq[0][0] < best[0]):
+                    best, best_dq = dq[0], dq
+            if best is not None and best_dq is not None:
+                best_dq.popleft()
+                return self._msgs[best[1]]
+        return None
+
+    def _lease(self, msg: _Msg, consumer: str, now: float, default_vt: float) -> Lease:
+        if msg.token is not None:
+            self._leases.pop(msg.token, None)
+            if msg.consumer is not None:
+                self._release_slot(msg)
+        token = next(self._counter)
+        vt = msg.envelope.visibility_timeout or default_vt
+        msg.token, msg.consumer, msg.expires = token, consumer, now + vt
+        msg.deliveries += 1
+        self._move(msg, LEASED)
+        self._leases[token] = msg.key
+        self._held[consumer] = self._held.get(consumer, 0) + 1
+        heapq.heappush(self._expiry, (msg.expires, token, msg.key))
+        return Lease(token, msg.envelope, msg.queue, msg.expires, msg.deliveries)
+
+    def _live(self, token: int, now: float) -> _Msg:
+        self.tick(now)
+        key = self._leases.get(token)
+        msg = self._msgs.get(key) if key is not None else None
+        if msg is None or msg.token != token:
+            raise LeaseLost("this delivery was already settled or handed to another consumer")
+        return msg
+
+    def ack(self, token: int, now: float) -> None:
+        self._remove(self._live(token, now))
+
+    def nack(self, token: int, now: float, requeue: bool = True) -> None:
+        """Requeue at the tail of its priority, or dead-letter with reason "nack"."""
+        if not requeue:
+            self.dead_letter(token, now, reason="nack")
+            return
+        msg = self._live(token, now)
+        self._leases.pop(token, None)
+        msg.token = None
+        if msg.state == LEASED:
+            self._release_slot(msg)
+            self._make_ready(msg)
+
+    def dead_letter(
+        self, token: int, now: float, reason: str | None = None, meta: dict[str, Any] | None = None
+    ) -> None:
+        msg = self._live(token, now)
+        self._remove(msg)
+        entry = DeadLetterEntry(msg.envelope, reason, dict(meta or {}), from_epoch(now))
+        self._queue(msg.queue).dead.append(entry)
+
+    def extend(self, token: int, now: float, by: float, consumer: str | None = None) -> float:
+        """Set the lease to expire at `now + by`; re-lease it if it expired but is untaken."""
+        msg = self._live(token, now)
+        if msg.state != LEASED:
+            self._move(msg, LEASED)
+            msg.consumer = consumer
+            if consumer is not None:
+                self._held[consumer] = self._held.get(consumer, 0) + 1
+        msg.expires = now + by
+        heapq.heappush(self._expiry, (msg.expires, token, msg.key))
+        return msg.expires
+
+    # ------------------------------------------------------------- counting
+    def pending_count(self, queue: str, now: float) -> int:
+        self.tick(now)
+        return self._queue(queue).counts[READY] if queue in self._queues else 0
+
+    def inflight_count(self, queue: str, now: float) -> int:
+        self.tick(now)
+        return self._queue(queue).counts[LEASED] if queue in self._queues else 0
+
+    def delayed_count(self, queue: str, now: float) -> int:
+        self.tick(now)
+        return self._queue(queue).counts[DELAYED] if queue in self._queues else 0
+
+    def purge(self, queue: str, now: float) -> int:
+        """Remove the queue's ready, delayed and leased messages; dead letters stay."""
+        self.tick(now)
+        doomed = [m for m in self._msgs.values() if m.queue == queue]
+        for msg in doomed:
+            self._remove(msg)
+        if queue in self._queues:
+            for dq in self._queues[queue].ready:
+                dq.clear()
+        return len(doomed)
+
+    # ---------------------------------------------------------- dead letters
+    def _dead(self, queue: str) -> list[DeadLetterEntry]:
+        return self._queues[queue].dead if queue in self._queues else []
+
+    def list_dead(self, queue: str, limit: int = 50, offset: int = 0) -> DeadLetterPage:
+        """Newest first; `next_offset` is set when more entries remain."""
+        dead = self._dead(queue)
+        newest = dead[::-1][offset : offset + limit]
+        more = offset + limit < len(dead)
+        return DeadLetterPage(newest, offset + limit if more else None)
+
+    def get_dead(self, queue: str, envelope_id: str) -> DeadLetterEntry | None:
+        for entry in reversed(self._dead(queue)):
+            if entry.envelope.id == envelope_id:
+                return entry
+        return None
+
+    def _select_dead(self, queue: str, since: float | None, limit: int | None) -> list[int]:
+        picked: list[int] = []
+        for i, entry in enumerate(self._dead(queue)):
+            if limit is not None and len(picked) >= limit:
+                break
+            if since is None or to_epoch(entry.dead_at) >= since:
+                picked.append(i)
+        return picked
+
+    def replay_dead(
+        self,
+        queue: str,
+        now: float,
+        limit: int = 50,
+        since: float | None = None,
+        delay: float | None = None,
+        dry_run: bool = False,
+    ) -> ReplayResult:
+        """Oldest first: republish with `not_before = now + delay` (or due now)."""
+        picked = self._select_dead(queue, since, limit)
+        entries = [self._dead(queue)[i] for i in picked]
+        if dry_run:
+            return ReplayResult(entries, True)
+        self._drop_dead(queue, picked)
+        not_before = from_epoch(now + delay) if delay else None
+        for entry in entries:
+            self.publish(replace(entry.envelope, not_before=not_before), now)
+        return ReplayResult(entries, False)
+
+    def purge_dead(self, queue: str, since: float | None = None, limit: int | None = None) -> int:
+        """Remove dead letters (oldest first) dead at or after `since`, at most `limit`."""
+        picked = self._select_dead(queue, since, limit)
+        self._drop_dead(queue, picked)
+        return len(picked)
+
+    def _drop_dead(self, queue: str, indices: Iterable[int]) -> None:
+        drop = set(indices)
+        if drop:
+            q = self._queues[queue]
+            q.dead = [e for i, e in enumerate(q.dead) if i not in drop]
+
+    # ------------------------------------------------------------- broadcast
+    def subscribe(self, consumer: str, channels: Iterable[str]) -> None:
+        self._inbox.setdefault(consumer, deque())
+        for channel in channels:
+            self._subs.setdefault(channel, set()).add(consumer)
+
+    def unsubscribe(self, consumer: str) -> None:
+        for subs in self._subs.values():
+            subs.discard(consumer)
+        self._inbox.pop(consumer, None)
+
+    def broadcast(self, channel: str, envelope: Envelope) -> int:
+        """Give every current subscriber of `channel` one copy; return how many."""
+        subs = self._subs.get(channel, ())
+        for consumer in subs:
+            self._inbox[consumer].append((next(self._counter), channel, envelope))
+        return len(subs)
+
+    def take_broadcast(self, consumer: str) -> tuple[int, str, Envelope] | None:
+        inbox = self._inbox.get(consumer)
+        if not inbox:
+            return None
+        item = inbox.popleft()
+        self._bcast[item[0]] = item[2]
+        return item
+
+    def settle_broadcast(self, token: int) -> Envelope:
+        """Release a broadcast delivery (ack or nack); a second settle is stale."""
+        envelope = self._bcast.pop(token, None)
+        if envelope is None:
+            raise LeaseLost("this broadcast delivery was already settled")
+        return envelope
+
+    def dead_letter_broadcast(
+        self, token: int, now: float, reason: str | None, meta: dict[str, Any] | None = None
+    ) -> None:
+        """Keep a broadcast copy that its subscriber could not handle in the DLQ."""
+        envelope = self.settle_broadcast(token)
+        entry = DeadLetterEntry(envelope, reason, dict(meta or {}), from_epoch(now))
+        self._queue(envelope.queue).dead.append(entry)
