@@ -1,0 +1,3 @@
+from stemlab.cli import main
+
+raise SystemExit(main())
