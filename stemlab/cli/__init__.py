@@ -6,12 +6,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from stemlab.cli import demo
+from stemlab.cli import demo, dlq
 from stemlab.errors import StemlabError
 
 __all__ = ["main"]
 
-SUBCOMMANDS = [demo]
+SUBCOMMANDS = [demo, dlq]
 
 
 def build_parser() -> argparse.ArgumentParser:
