@@ -15,6 +15,10 @@ __all__ = ["SCHEMES", "connect"]
 SCHEMES: dict[str, tuple[str, str, str | None]] = {
     "memory": ("stemlab.brokers.memory", "MemoryBroker", None),
     "sqlite": ("stemlab.brokers.sqlite", "SQLiteBroker", None),
+    "redis": ("stemlab.brokers.redis", "RedisBroker", "redis"),
+    "rediss": ("stemlab.brokers.redis", "RedisBroker", "redis"),
+    "postgresql": ("stemlab.brokers.postgres", "PostgresBroker", "postgres"),
+    "postgres": ("stemlab.brokers.postgres", "PostgresBroker", "postgres"),
 }
 
 
@@ -29,7 +33,9 @@ def connect(url: str, **options: Any) -> Broker:
     try:
         scheme = urlsplit(url).scheme.lower()
     except ValueError as exc:
-        raise ConfigError(f"malformed broker URL {url!r}: {exc}") from exc
+        raise ConfigError(
+            f"malformed broker URL {url!r}: {exc}; supported schemes: {_supported()}"
+        ) from exc
     entry = SCHEMES.get(scheme)
     if entry is None:
         raise ConfigError(f"unknown URL scheme {scheme + '://'!r}; supported: {_supported()}")

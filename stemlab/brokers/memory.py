@@ -185,6 +185,9 @@ class _MemoryConsumer(Consumer):
 
     def _take(self, now: float) -> Delivery | None:
         state = self._store.state
+        # Reclaim expired leases first: an expired lease frees its prefetch slot, and
+        # popping past-due heap entries keeps `next_wakeup` from busy-waking `get`.
+        state.tick(now)
         item = state.take_broadcast(self.name)
         if item is not None:
             token, channel, env = item

@@ -6,12 +6,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from stemlab.cli import demo, dlq
+from stemlab.cli import bench, calibrate, compare, demo, dlq, run, simulate, validate
 from stemlab.errors import StemlabError
 
 __all__ = ["main"]
 
-SUBCOMMANDS = [demo, dlq]
+SUBCOMMANDS = [compare, simulate, run, bench, calibrate, validate, dlq, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except (StemlabError, ValueError, OSError) as exc:
-        print(f"stemlab {args.command}: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # one line, whatever the driver's message
+        print(f"stemlab {args.command}: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"stemlab {args.command}: interrupted", file=sys.stderr)

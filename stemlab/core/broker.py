@@ -209,7 +209,8 @@ class Broker(abc.ABC):
         """A page of dead letters, newest first."""
         self._check_open()
         validate_queue_name(queue)
-        _count(limit, "limit")
+        if _count(limit, "limit") == 0:
+            raise ValueError("limit must be >= 1 (a page of nothing has no next offset)")
         _count(offset, "offset")
         return self._list_dead_letters(queue, limit, offset)
 
@@ -244,7 +245,9 @@ class Broker(abc.ABC):
         """Delete dead letters (oldest first) dead at or after `since`, at most `limit`."""
         self._check_open()
         validate_queue_name(queue)
-        return self._purge_dead_letters(queue, _since(since), _count(limit, "limit", allow_none=True))
+        return self._purge_dead_letters(
+            queue, _since(since), _count(limit, "limit", allow_none=True)
+        )
 
     # -------------------------------------------------------------- lifetime
     @property
@@ -294,7 +297,9 @@ class Broker(abc.ABC):
         """Requeue (the `requeue=False` path is `_dead_letter` with reason "nack")."""
 
     @abc.abstractmethod
-    def _dead_letter(self, delivery: Delivery, reason: str | None, meta: dict[str, Any]) -> None: ...
+    def _dead_letter(
+        self, delivery: Delivery, reason: str | None, meta: dict[str, Any]
+    ) -> None: ...
 
     @abc.abstractmethod
     def _extend_lease(self, delivery: Delivery, by: float) -> datetime: ...

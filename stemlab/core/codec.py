@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -50,9 +51,33 @@ def loads(text: str | bytes) -> Any:
         raise EnvelopeError(f"not valid JSON: {exc}") from exc
 
 
+def _faithful(value: Any, path: str) -> str | None:
+    """Where `value` would not survive a JSON round trip unchanged, else None."""
+    if value is None or isinstance(value, str | bool | int):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{path} is {value} (not JSON)"
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            problem = _faithful(item, f"{path}[{i}]")
+            if problem:
+                return problem
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{path} has a non-string key {key!r}"
+            problem = _faithful(item, f"{path}[{key!r}]")
+            if problem:
+                return problem
+        return None
+    return (
+        f"{path} is a {type(value).__name__} (JSON carries None, bool, int, float, str, list, dict)"
+    )
+
+
 def ensure_json(value: Any, what: str) -> None:
-    """Refuse values that JSON cannot carry faithfully."""
-    try:
-        dumps(value)
-    except (TypeError, ValueError) as exc:
-        raise EnvelopeError(f"{what} must be JSON-serialisable: {exc}") from exc
+    """Refuse values that JSON cannot carry faithfully (so every adapter delivers the same)."""
+    problem = _faithful(value, what)
+    if problem:
+        raise EnvelopeError(f"{what} must round-trip through JSON unchanged: {problem}")

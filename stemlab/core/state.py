@@ -95,9 +95,32 @@ class QueueState:
                 self._make_ready(msg)
 
     def next_wakeup(self) -> float | None:
-        """The earliest instant at which `tick` could change something."""
-        times = [h[0][0] for h in (self._delayed, self._expiry) if h]
-        return min(times) if times else None
+        """The earliest instant at which `tick` will change something (None: never).
+
+        Heap entries left behind by acked, re-leased or extended messages are
+        discarded here, so a waiter is never woken for a lease that no longer
+        exists (the simulator relies on this to avoid one timer per task).
+        """
+        msgs = self._msgs
+        delayed = self._delayed
+        while delayed:
+            _, key, seq = delayed[0]
+            msg = msgs.get(key)
+            if msg is not None and msg.state == DELAYED and msg.seq == seq:
+                break
+            heapq.heappop(delayed)
+        expiry = self._expiry
+        while expiry:
+            expires, token, key = expiry[0]
+            msg = msgs.get(key)
+            if msg and msg.state == LEASED and msg.token == token and msg.expires == expires:
+                break
+            heapq.heappop(expiry)
+        if delayed and expiry:
+            return min(delayed[0][0], expiry[0][0])
+        if delayed or expiry:
+            return (delayed or expiry)[0][0]
+        return None
 
     # ------------------------------------------------------------ transitions
     def _queue(self, name: str) -> _Queue:
@@ -175,7 +198,11 @@ class QueueState:
         return out
 
     def _pop_best(self, queues: Sequence[str]) -> _Msg | None:
-        qs = [self._queues[n] for n in queues if n in self._queues]
+        # counts[READY] is exact (stale deque entries are not counted), so
+        # queues with nothing ready are skipped without scanning their levels.
+        qs = [q for n in queues if (q := self._queues.get(n)) is not None and q.counts[READY]]
+        if len(qs) == 1:
+            return self._pop_one(qs[0])
         for prio in range(9, -1, -1):
             best: tuple[int, int] | None = None
             best_dq: deque[tuple[int, int]] | None = None
@@ -192,6 +219,17 @@ class QueueState:
             if best is not None and best_dq is not None:
                 best_dq.popleft()
                 return self._msgs[best[1]]
+        return None
+
+    def _pop_one(self, q: _Queue) -> _Msg | None:
+        """The best ready message of one queue (the common case, kept fast)."""
+        msgs = self._msgs
+        for dq in reversed(q.ready):
+            while dq:
+                seq, key = dq.popleft()
+                msg = msgs.get(key)
+                if msg is not None and msg.state == READY and msg.seq == seq:
+                    return msg
         return None
 
     def _lease(self, msg: _Msg, consumer: str, now: float, default_vt: float) -> Lease:

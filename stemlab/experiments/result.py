@@ -93,10 +93,15 @@ class TaskLedger:
         return bool(duplicate)
 
     def finished(self, task_id: str, t: float, *, success: bool = True) -> None:
-        """An execution ended (successfully or by failing); the last one sets finished_at."""
+        """An execution ended (successfully or by failing); the last one sets finished_at.
+
+        Once the task is settled (acked or dead), a duplicate execution that ends
+        later no longer moves finished_at: it did not make the task done.
+        """
         row = self._rows[task_id]
         row[_RUNNING] = max(0, row[_RUNNING] - 1)
-        row[_FIN] = t
+        if row[_OUT] not in ("acked", "dead"):
+            row[_FIN] = t
         if success and row[_OUT] == "lost":
             row[_OUT] = "done"
 
@@ -120,6 +125,9 @@ class TaskLedger:
     def outcome(self, task_id: str) -> str:
         return str(self._rows[task_id][_OUT])
 
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._rows
+
     def __len__(self) -> int:
         return len(self._rows)
 
@@ -137,7 +145,9 @@ class TaskLedger:
                 "started_at": [r[_START] for r in rows],
                 "finished_at": [r[_FIN] for r in rows],
                 "acked_at": [r[_ACK] for r in rows],
-                "deliveries": np.fromiter((r[_DELIV] for r in rows), dtype=np.int64, count=len(rows)),
+                "deliveries": np.fromiter(
+                    (r[_DELIV] for r in rows), dtype=np.int64, count=len(rows)
+                ),
                 "outcome": outcome,
             },
             columns=TASK_COLUMNS,

@@ -91,6 +91,8 @@ class Scenario:
         out: dict[int, float] = {}
         for key, weight in weights.items():
             try:
+                if isinstance(key, bool) or not isinstance(key, int | str):
+                    raise TypeError(key)  # 1.5 or True would silently become a priority
                 prio = int(key)
             except (TypeError, ValueError):
                 raise ScenarioError(f"priority_weights key {key!r} is not a priority") from None
@@ -130,13 +132,13 @@ class Scenario:
         if unknown:
             raise ScenarioError(f"unknown scenario fields: {sorted(unknown)}")
         kwargs = dict(data)
-        try:
-            if "service_time" in data:
-                kwargs["service_time"] = distribution_from_dict(data["service_time"])
-            if data.get("delay") is not None:
-                kwargs["delay"] = distribution_from_dict(data["delay"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ScenarioError(f"bad distribution: {exc}") from exc
+        for name in ("service_time", "delay"):
+            if data.get(name) is None:
+                continue
+            try:
+                kwargs[name] = distribution_from_dict(data[name])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ScenarioError(f"{name} is not a valid distribution: {exc}") from exc
         return cls(**kwargs)
 
     @classmethod

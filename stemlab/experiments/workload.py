@@ -67,10 +67,7 @@ def make_workload(scenario: Scenario, rng: np.random.Generator) -> Workload:
     shares = scenario.priority_shares()
     prios = np.array(list(shares), dtype=np.int64)
     priorities = rng.choice(prios, size=n, p=np.array(list(shares.values())))
-    if scenario.delay is None:
-        delays = np.zeros(n)
-    else:
-        delays = scenario.delay.sample_many(rng, n)
+    delays = np.zeros(n) if scenario.delay is None else scenario.delay.sample_many(rng, n)
     return Workload(arrivals, priorities, delays)
 
 

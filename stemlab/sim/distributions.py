@@ -153,7 +153,7 @@ class Empirical(Distribution):
         return float(self.values[int(rng.integers(len(self.values)))])
 
     def sample_many(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        return rng.choice(self._array, n)  # type: ignore[attr-defined,no-any-return]
+        return rng.choice(self._array, n)  # type: ignore[attr-defined]
 
     def quantile(self, q: float) -> float:
         return float(np.quantile(self._array, q))  # type: ignore[attr-defined]

@@ -18,8 +18,13 @@ import pytest
 
 import stemlab
 from stemlab import Broker
+from tests.conftest import POSTGRES_URL, REDIS_URL, require_service
 
 Factory = Callable[..., Broker]
+# injector(broker, queue, raw_bytes): write undecodable bytes straight into that
+# broker's storage for `queue`, bypassing the contract (used by the "undecodable
+# message is dead-lettered" test, which runs only over adapters listed here).
+Injector = Callable[[Broker, str, bytes], None]
 
 
 def memory_factory(namespace: str, tmp_path: Path, **options: Any) -> Broker:
@@ -30,13 +35,188 @@ def sqlite_factory(namespace: str, tmp_path: Path, **options: Any) -> Broker:
     return stemlab.connect(f"sqlite:///{tmp_path / 'contract.db'}", namespace=namespace, **options)
 
 
+# Redis namespaces opened during the current test; their keys are deleted afterwards
+# (SCAN MATCH "<ns>:*" then DEL: never FLUSHDB on the shared server).
+_REDIS_NAMESPACES: set[str] = set()
+
+
+def redis_factory(namespace: str, tmp_path: Path, **options: Any) -> Broker:
+    url = require_service("redis", REDIS_URL)
+    _REDIS_NAMESPACES.add(namespace)
+    return stemlab.connect(url, namespace=namespace, **options)
+
+
+def redis_injector(broker: Broker, queue: str, raw: bytes) -> None:
+    """Store `raw` as a ready message of `queue` through the publish script."""
+    broker.publish_raw(queue, raw)  # type: ignore[attr-defined]
+
+
+def redis_url(namespace: str, tmp_path: Path) -> tuple[str, dict[str, Any]]:
+    _REDIS_NAMESPACES.add(namespace)
+    return require_service("redis", REDIS_URL), {"namespace": namespace}
+
+
+def delete_redis_namespace(url: str, namespace: str) -> int:
+    """Delete every key of one namespace; returns how many were deleted."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i : i + 500])
+        return len(keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture(autouse=True)
+def _clean_redis_namespaces() -> Iterator[None]:
+    yield
+    if _REDIS_NAMESPACES:
+        for ns in sorted(_REDIS_NAMESPACES):
+            delete_redis_namespace(REDIS_URL, ns)
+        _REDIS_NAMESPACES.clear()
+
+
+# Postgres namespaces opened during the current test; their rows are deleted
+# afterwards (DELETE ... WHERE ns = <namespace>: other people's rows are never touched).
+_POSTGRES_NAMESPACES: set[str] = set()
+
+
+def postgres_factory(namespace: str, tmp_path: Path, **options: Any) -> Broker:
+    url = require_service("postgres", POSTGRES_URL)
+    _POSTGRES_NAMESPACES.add(namespace)
+    return stemlab.connect(url, namespace=namespace, **options)
+
+
+def postgres_injector(broker: Broker, queue: str, raw: bytes) -> None:
+    """Insert `raw` as a ready row of `queue` straight into the messages table."""
+    import psycopg
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO stemlab.queue_messages (ns, queue, priority, available_at, body)"
+            " VALUES (%s, %s, 0, now(), %s)",
+            (broker.namespace, queue, raw),  # type: ignore[attr-defined]
+        )
+
+
+def postgres_url(namespace: str, tmp_path: Path) -> tuple[str, dict[str, Any]]:
+    _POSTGRES_NAMESPACES.add(namespace)
+    return require_service("postgres", POSTGRES_URL), {"namespace": namespace}
+
+
+@pytest.fixture(autouse=True)
+def _clean_postgres_namespaces() -> Iterator[None]:
+    yield
+    if _POSTGRES_NAMESPACES:
+        from stemlab.brokers.postgres.maintenance import delete_namespaces
+
+        delete_namespaces(POSTGRES_URL, sorted(_POSTGRES_NAMESPACES))
+        _POSTGRES_NAMESPACES.clear()
+
+
 ADAPTERS: dict[str, Factory] = {
     "memory": memory_factory,
     "sqlite": sqlite_factory,
+    "redis": redis_factory,
+    "postgres": postgres_factory,
 }
 
 
-@pytest.fixture(params=sorted(ADAPTERS))
+def sqlite_injector(broker: Broker, queue: str, raw: bytes) -> None:
+    """Insert `raw` as a ready row of `queue` straight into the SQLite file."""
+    import sqlite3
+    import time
+
+    conn = sqlite3.connect(broker.path)  # type: ignore[attr-defined]
+    try:
+        with conn:
+            conn.execute(
+                "INSERT INTO stem_messages (ns, queue, priority, avail_at, payload)"
+                " VALUES (?, ?, 0, ?, ?)",
+                (broker.namespace, queue, time.time(), raw),  # type: ignore[attr-defined]
+            )
+    finally:
+        conn.close()
+
+
+# adapter name -> injector; the memory adapter stores Envelope objects, so it has none.
+INJECTORS: dict[str, Injector] = {
+    "sqlite": sqlite_injector,
+    "redis": redis_injector,
+    "postgres": postgres_injector,
+}
+
+# adapter name -> url_for(namespace, tmp_path) -> (url, options): how a child process
+# (tests/contract/test_multiprocess.py) opens the same store; adapters without an entry
+# are skipped there.
+UrlFactory = Callable[[str, Path], tuple[str, dict[str, Any]]]
+
+
+def sqlite_url(namespace: str, tmp_path: Path) -> tuple[str, dict[str, Any]]:
+    return f"sqlite:///{tmp_path / 'contract.db'}", {"namespace": namespace}
+
+
+ADAPTER_URLS: dict[str, UrlFactory] = {
+    "sqlite": sqlite_url,
+    "redis": redis_url,
+    "postgres": postgres_url,
+}
+
+
+INSTRUMENTED = "+instrumented"
+
+
+def _instrumented_factory(factory: Factory) -> Factory:
+    def make(namespace: str, tmp_path: Path, **options: Any) -> Broker:
+        return stemlab.instrument(factory(namespace, tmp_path, **options))
+
+    return make
+
+
+def _instrumented_injector(injector: Injector) -> Injector:
+    def inject(broker: Broker, queue: str, raw: bytes) -> None:
+        injector(getattr(broker, "inner", broker), queue, raw)
+
+    return inject
+
+
+def adapter_names() -> list[str]:
+    """Every adapter in ADAPTERS plus its instrumented twin "<name>+instrumented".
+
+    Run at collection time, so entries added anywhere in this module get a twin
+    (in ADAPTERS, INJECTORS and ADAPTER_URLS alike).
+    """
+    for name in [n for n in ADAPTERS if not n.endswith(INSTRUMENTED)]:
+        ADAPTERS.setdefault(name + INSTRUMENTED, _instrumented_factory(ADAPTERS[name]))
+        if name in INJECTORS:
+            INJECTORS.setdefault(name + INSTRUMENTED, _instrumented_injector(INJECTORS[name]))
+        if name in ADAPTER_URLS:  # child processes open the same store, bare
+            ADAPTER_URLS.setdefault(name + INSTRUMENTED, ADAPTER_URLS[name])
+    return sorted(ADAPTERS)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    adapter_names()  # add the twins before test modules read ADAPTERS / INJECTORS
+
+
+def _parametrizes_adapter(metafunc: pytest.Metafunc) -> bool:
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        names = marker.args[0]
+        names = names.split(",") if isinstance(names, str) else names
+        if "adapter" in [n.strip() for n in names]:
+            return True
+    return False
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "adapter" in metafunc.fixturenames and not _parametrizes_adapter(metafunc):
+        metafunc.parametrize("adapter", adapter_names(), indirect=True)
+
+
+@pytest.fixture
 def adapter(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -47,9 +227,7 @@ def namespace() -> str:
 
 
 @pytest.fixture
-def make_broker(
-    adapter: str, namespace: str, tmp_path: Path
-) -> Iterator[Callable[..., Broker]]:
+def make_broker(adapter: str, namespace: str, tmp_path: Path) -> Iterator[Callable[..., Broker]]:
     """make_broker(namespace=None, **options): open a broker of the adapter under test."""
     opened: list[Broker] = []
 

@@ -1,0 +1,2 @@
+-- dead_delete.sql: deletes the given rows of queue_dead_letters (after a replay).
+DELETE FROM queue_dead_letters WHERE ns = %(ns)s AND id = ANY(%(ids)s::bigint[])

@@ -1,0 +1,360 @@
+"""`redis://` and `rediss://`: the full contract on a Redis server, every step one Lua script.
+
+Each queue is three sorted sets (ready by priority band + ready instant, leased by
+expiry, delayed by due time) plus one hash per message; the key layout is at the top
+of `_lib.lua`. Scripts take the time from the server (`TIME`), fence every receipt
+with a per-delivery token, move due delayed messages and expired leases to ready
+inside the claim script (so any client reclaims, with no sweeper process), and
+delete a message's keys as soon as it is acked or dead-lettered. Consumers are woken
+by pub/sub, which also carries broadcasts to every subscriber of the cluster.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import weakref
+from collections import deque
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from stemlab.brokers.redis.link import Arg, Link, script
+from stemlab.brokers.redis.settings import (
+    MAX_IDLE_MS,
+    Settings,
+    connection_factory,
+    envelope_json,
+    from_ms,
+    from_us,
+    publish_fields,
+    undecodable_envelope,
+)
+from stemlab.core.broker import Broker, Consumer
+from stemlab.core.clock import from_epoch, utcnow
+from stemlab.core.codec import dumps, loads
+from stemlab.core.envelope import Delivery, Envelope
+from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
+from stemlab.errors import BrokerUnavailable, ConfigError, EnvelopeError, LeaseLost, StemlabError
+
+__all__ = ["RedisBroker"]
+
+PUBLISH_CHUNK = 500  # envelopes per script call in publish_many (calls are pipelined)
+PURGE_CHUNK = 5000  # messages removed per purge script call
+UNSURE_MAX = 10_000  # receipts remembered whose settle ended in BrokerUnavailable
+
+_SCRIPTS = {
+    name: script(name)
+    for name in (
+        "ack",
+        "cast_settle",
+        "claim",
+        "counts",
+        "dead_letter",
+        "dead_purge",
+        "dead_read",
+        "dead_replay",
+        "extend",
+        "nack",
+        "publish",
+        "purge",
+    )
+}
+
+
+class RedisBroker(Broker):
+    """The contract on Redis: durable, cross-process, broadcast to the whole cluster.
+
+    Options: `namespace` (prefixes every key), `default_visibility_timeout`,
+    `socket_timeout`, `connect_timeout`, and `retry_timeout` (seconds of retrying a
+    lost connection before `BrokerUnavailable`).
+    """
+
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0", **options: Any) -> None:
+        try:
+            self.settings = Settings(url=url, **options)
+        except TypeError as exc:
+            raise ConfigError(f"unknown option for the redis broker: {exc}") from exc
+        self.namespace = self.settings.namespace
+        self.default_visibility_timeout = float(self.settings.default_visibility_timeout)
+        self.prefix = self.settings.prefix
+        self._connect, self.where = connection_factory(self.settings)
+        self._free: deque[Link] = deque()
+        self._links: list[Link] = []
+        self._links_lock = threading.Lock()
+        self._consumers: weakref.WeakSet[Consumer] = weakref.WeakSet()
+        self._pid = os.getpid()
+        self._unsure: dict[str, None] = {}  # insertion-ordered set of receipts
+        self._caps = Capabilities(
+            priority_levels=10,
+            delayed=True,
+            broadcast_scope="cluster",
+            durable=True,
+            cross_process=True,
+            poll_interval=None,
+            reclaim_delay=0.0,
+        )
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisBroker:
+        return cls(url, **options)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._caps
+
+    # ------------------------------------------------------------ connections
+    def new_link(self) -> Link:
+        """A dedicated connection (consumers own two: commands and pub/sub)."""
+        if self.closed:
+            raise StemlabError("this broker is closed")
+        link = Link(self._connect, self.settings.retry_timeout, self.where)
+        with self._links_lock:
+            self._links.append(link)
+        return link
+
+    def drop_link(self, link: Link) -> None:
+        link.disconnect()
+        with self._links_lock:
+            if link in self._links:
+                self._links.remove(link)
+
+    def _acquire(self) -> Link:
+        if self._pid != os.getpid():  # forked: the parent's sockets are not ours
+            self._free, self._links, self._pid = deque(), [], os.getpid()
+        try:
+            return self._free.pop()
+        except IndexError:
+            return self.new_link()
+
+    def _eval(self, name: str, args: list[Arg], retry_flag_at: int | None = None) -> Any:
+        link = self._acquire()
+        try:
+            return link.eval(_SCRIPTS[name], args, retry_flag_at)
+        finally:
+            self._free.append(link)
+
+    def _execute(self, *args: Arg) -> Any:
+        link = self._acquire()
+        try:
+            return link.execute(*args)
+        finally:
+            self._free.append(link)
+
+    def _close(self) -> None:
+        for consumer in list(self._consumers):  # releases what they leased ahead
+            consumer.close()
+        with self._links_lock:
+            links, self._links = self._links, []
+        self._free.clear()
+        for link in links:
+            link.disconnect()
+
+    # --------------------------------------------------------------- produce
+    def _publish(self, envelope: Envelope) -> None:
+        self._eval("publish", [self.prefix, MAX_IDLE_MS, *publish_fields(envelope)])
+
+    def _publish_many(self, envelopes: list[Envelope]) -> None:
+        calls: list[list[Arg]] = []
+        for i in range(0, len(envelopes), PUBLISH_CHUNK):
+            args: list[Arg] = [self.prefix, MAX_IDLE_MS]
+            for envelope in envelopes[i : i + PUBLISH_CHUNK]:
+                args.extend(publish_fields(envelope))
+            calls.append(args)
+        if len(calls) == 1:
+            self._eval("publish", calls[0])
+            return
+        link = self._acquire()
+        try:
+            link.eval_many(_SCRIPTS["publish"], calls)
+        finally:
+            self._free.append(link)
+
+    def publish_raw(self, queue: str, raw: bytes, priority: int = 0) -> None:
+        """Store `raw` bytes as a ready message of `queue` (tests inject garbage with it)."""
+        self._eval("publish", [self.prefix, MAX_IDLE_MS, queue, priority, "", "", raw])
+
+    def _broadcast(self, channel: str, envelope: Envelope) -> None:
+        self._execute("PUBLISH", f"{self.prefix}bcast:{channel}", envelope_json(envelope))
+
+    def _consume(
+        self, queues: tuple[str, ...], channels: tuple[str, ...], prefetch: int, consumer: str
+    ) -> Consumer:
+        from stemlab.brokers.redis.consumer import RedisConsumer
+
+        opened = RedisConsumer(self, queues, channels, prefetch, consumer)
+        self._consumers.add(opened)
+        return opened
+
+    # ----------------------------------------------------------------- settle
+    def _receipt(self, delivery: Delivery) -> tuple[str, str]:
+        """(message id, token) of a queue receipt of this namespace, else LeaseLost."""
+        kind, _, rest = delivery.receipt.partition(".")
+        ns, _, tail = rest.rpartition(".")
+        ns, _, mid = ns.rpartition(".")
+        if kind != "q" or ns != self.namespace or not (mid.isdigit() and tail.isdigit()):
+            raise LeaseLost(f"not a receipt of this redis namespace: {delivery.receipt!r}")
+        return mid, tail
+
+    def _cast_receipt(self, delivery: Delivery) -> str:
+        kind, _, rest = delivery.receipt.partition(".")
+        ns, _, rid = rest.rpartition(".")
+        if kind != "b" or ns != self.namespace or not rid:
+            raise LeaseLost(f"not a broadcast receipt of this namespace: {delivery.receipt!r}")
+        return rid
+
+    def _settle(self, name: str, delivery: Delivery, *extra: Arg) -> Any:
+        mid, token = self._receipt(delivery)
+        return self._fenced(name, delivery.receipt, [delivery.queue, mid, token, *extra])
+
+    def _fenced(self, name: str, receipt: str, rest: list[Arg]) -> Any:
+        """Run a settle script; its ARGV[2] says whether an earlier try may have been applied.
+
+        That is so on a retry inside one call, and for a later call with a receipt whose
+        previous settle ended in BrokerUnavailable (the reply was lost, not necessarily
+        the write): the script then reports success for a message that is already gone.
+        """
+        maybe_applied = "1" if receipt in self._unsure else "0"
+        try:
+            result = self._eval(name, [self.prefix, maybe_applied, *rest], retry_flag_at=1)
+        except BrokerUnavailable:
+            with self._links_lock:
+                self._unsure[receipt] = None
+                while len(self._unsure) > UNSURE_MAX:
+                    self._unsure.pop(next(iter(self._unsure)))
+            raise
+        if maybe_applied == "1":
+            with self._links_lock:
+                self._unsure.pop(receipt, None)
+        return result
+
+    def _ack(self, delivery: Delivery) -> None:
+        if delivery.channel is not None:
+            self._settle_cast(delivery, "release")
+        elif not self._settle("ack", delivery):
+            raise LeaseLost("this delivery was already settled or handed to another consumer")
+
+    def _nack(self, delivery: Delivery) -> None:
+        if delivery.channel is not None:
+            self._settle_cast(delivery, "release")
+        elif not self._settle("nack", delivery):
+            raise LeaseLost("this delivery was already settled or handed to another consumer")
+
+    def _dead_letter(self, delivery: Delivery, reason: str | None, meta: dict[str, Any]) -> None:
+        self.dead_letter_as(delivery, reason, meta, None)
+
+    def dead_letter_as(
+        self,
+        delivery: Delivery,
+        reason: str | None,
+        meta: dict[str, Any],
+        replacement: Envelope | None,
+    ) -> None:
+        """Dead-letter a delivery, storing `replacement` instead of its payload if given."""
+        env = delivery.envelope
+        if delivery.channel is not None:
+            self._settle_cast(
+                delivery, "dead", dumps(reason), dumps(meta), envelope_json(env), env.id
+            )
+            return
+        stored = envelope_json(replacement) if replacement is not None else ""
+        env_id = replacement.id if replacement is not None else env.id
+        if not self._settle("dead_letter", delivery, dumps(reason), dumps(meta), stored, env_id):
+            raise LeaseLost("this delivery was already settled or handed to another consumer")
+
+    def _settle_cast(self, delivery: Delivery, mode: str, *dead: Arg) -> None:
+        rid = self._cast_receipt(delivery)
+        extra: list[Arg] = [delivery.envelope.queue, *dead] if mode == "dead" else []
+        if not self._fenced("cast_settle", delivery.receipt, [rid, mode, *extra]):
+            raise LeaseLost("this broadcast delivery was already settled")
+
+    def _extend_lease(self, delivery: Delivery, by: float) -> datetime:
+        by_ms = max(1, round(by * 1000))
+        expires = self._settle("extend", delivery, by_ms, MAX_IDLE_MS)
+        if expires < 0:
+            raise LeaseLost("this delivery was already settled or handed to another consumer")
+        return from_ms(expires)
+
+    # ---------------------------------------------------------------- counts
+    def _counts(self, queue: str) -> list[int]:
+        result: list[int] = self._eval("counts", [self.prefix, queue])
+        return result
+
+    def _pending_count(self, queue: str) -> int:
+        return self._counts(queue)[0]
+
+    def _inflight_count(self, queue: str) -> int:
+        return self._counts(queue)[1]
+
+    def _delayed_count(self, queue: str) -> int:
+        return self._counts(queue)[2]
+
+    def _purge(self, queue: str) -> int:
+        total = 0
+        while True:
+            removed = int(self._eval("purge", [self.prefix, queue, PURGE_CHUNK]))
+            total += removed
+            if removed < PURGE_CHUNK:
+                return total
+
+    # ----------------------------------------------------------- dead letters
+    def _entries(self, flat: list[bytes], queue: str) -> list[tuple[bytes, DeadLetterEntry]]:
+        return [(flat[i], _entry(flat[i + 1], queue)) for i in range(0, len(flat), 2)]
+
+    def _list_dead_letters(self, queue: str, limit: int, offset: int) -> DeadLetterPage:
+        reply = self._eval("dead_read", [self.prefix, queue, "page", offset, limit])
+        total = int(reply[0])
+        entries = [e for _, e in self._entries(reply[1:], queue)]
+        return DeadLetterPage(entries, offset + limit if offset + limit < total else None)
+
+    def _get_dead_letter(self, queue: str, id: str) -> DeadLetterEntry | None:
+        reply = self._eval("dead_read", [self.prefix, queue, "id", id])
+        found = self._entries(reply, queue)
+        return found[0][1] if found else None
+
+    def _dead_since(
+        self, queue: str, since: float | None, limit: int | None
+    ) -> list[tuple[bytes, DeadLetterEntry]]:
+        args: list[Arg] = [self.prefix, queue, "since", _since_us(since), _limit(limit)]
+        return self._entries(self._eval("dead_read", args), queue)
+
+    def _replay_dead_letters(
+        self, queue: str, limit: int, since: float | None, delay: float | None, dry_run: bool
+    ) -> ReplayResult:
+        picked = self._dead_since(queue, since, limit) if limit > 0 else []
+        if dry_run or not picked:
+            return ReplayResult([e for _, e in picked], dry_run)
+        not_before = from_epoch(utcnow().timestamp() + delay) if delay else None
+        args: list[Arg] = [self.prefix, queue, MAX_IDLE_MS]
+        for member, entry in picked:
+            again = replace(entry.envelope, queue=queue, not_before=not_before)
+            args.extend([member, *publish_fields(again)[1:]])
+        done = set(self._eval("dead_replay", args))
+        return ReplayResult([e for m, e in picked if m in done], False)
+
+    def _purge_dead_letters(self, queue: str, since: float | None, limit: int | None) -> int:
+        if limit == 0:
+            return 0
+        args: list[Arg] = [self.prefix, queue, _since_us(since), _limit(limit)]
+        return int(self._eval("dead_purge", args))
+
+
+def _since_us(since: float | None) -> str:
+    return "-inf" if since is None else str(math.ceil(since * 1_000_000))
+
+
+def _limit(limit: int | None) -> str:
+    return "" if limit is None else str(limit)
+
+
+def _entry(raw: bytes, queue: str) -> DeadLetterEntry:
+    """Decode one stored dead letter; a payload that no longer decodes is shown as such."""
+    data = loads(raw)
+    try:
+        envelope = Envelope.from_dict(data["envelope"])
+    except (EnvelopeError, KeyError, TypeError) as exc:
+        envelope = undecodable_envelope(dumps(data.get("envelope")), queue, str(exc))
+    return DeadLetterEntry(
+        envelope, data.get("reason"), data.get("meta") or {}, from_us(data["dead_at_us"])
+    )

@@ -1,0 +1,336 @@
+"""`sqlite:///file.db`: a durable, cross-process broker on one SQLite file (stdlib only).
+
+WAL journal, `synchronous=NORMAL` by default, `BEGIN IMMEDIATE` for every write,
+an explicit busy timeout. Expired leases are reclaimed by the claim query itself
+and delayed messages become claimable by a due check in it, so nothing needs a
+sweeper process. Broadcast reaches every subscriber on the host through a
+table polled with per-subscriber cursors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from stemlab.brokers.sqlite import broadcast as bc
+from stemlab.brokers.sqlite.connection import (
+    Settings,
+    load_sql,
+    open_connection,
+    parse_url,
+    reading,
+    schema,
+    translate,
+    write,
+)
+from stemlab.brokers.sqlite.consumer import SQLiteConsumer
+from stemlab.core.broker import Broker, Consumer
+from stemlab.core.clock import from_epoch
+from stemlab.core.codec import dumps, loads
+from stemlab.core.envelope import Delivery, Envelope
+from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
+from stemlab.errors import EnvelopeError, LeaseLost, StemlabError
+
+__all__ = ["SQLiteBroker", "parse_receipt", "undecodable_envelope"]
+
+Q = load_sql("queue.sql")
+DL = load_sql("dead_letters.sql")
+
+
+def parse_receipt(delivery: Delivery) -> tuple[str, int, int]:
+    """("m", seq, token) for queue deliveries, ("b", token, 0) for broadcast ones."""
+    kind, *raw = delivery.receipt.split(":")
+    try:
+        numbers = [int(x) for x in raw]
+    except ValueError:
+        numbers = []
+    if kind == "m" and len(numbers) == 2:
+        return kind, numbers[0], numbers[1]
+    if kind == "b" and len(numbers) == 1:
+        return kind, numbers[0], 0
+    raise LeaseLost(f"not a receipt of the sqlite broker: {delivery.receipt!r}")
+
+
+def undecodable_envelope(raw: object, queue: str, priority: int = 0) -> Envelope:
+    """The best envelope we can rebuild around bytes that are not one."""
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+    prio = priority if isinstance(priority, int) and 0 <= priority <= 9 else 0
+    return Envelope(name="<undecodable>", args={"raw": text}, queue=queue, priority=prio)
+
+
+def _micros(seconds: float) -> int:
+    return round(seconds * 1_000_000)
+
+
+class SQLiteBroker(Broker):
+    """The contract on one SQLite file; safe to share between threads and processes."""
+
+    def __init__(self, path: str, **options: Any) -> None:
+        self.settings = Settings(path=str(path), **options)
+        self.namespace = self.settings.namespace
+        self.path = self.settings.path
+        self.default_visibility_timeout = self.settings.default_visibility_timeout
+        self._local = threading.local()
+        self._conns: dict[int, tuple[threading.Thread, sqlite3.Connection]] = {}
+        self._conns_lock = threading.Lock()
+        self._consumers: weakref.WeakSet[SQLiteConsumer] = weakref.WeakSet()
+        self._caps = Capabilities(
+            priority_levels=10,
+            delayed=True,
+            broadcast_scope="host",
+            durable=True,
+            cross_process=True,
+            poll_interval=self.settings.poll_interval,
+            reclaim_delay=0.0,
+        )
+        conn = self._conn()
+        try:
+            conn.executescript(schema())
+        except sqlite3.Error as exc:
+            raise translate(exc, f"cannot create the schema in {self.path}") from exc
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SQLiteBroker:
+        settings = parse_url(url, **options)
+        opts = {k: getattr(settings, k) for k in settings.__dataclass_fields__ if k != "path"}
+        return cls(settings.path, **opts)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._caps
+
+    # ------------------------------------------------------------ connections
+    def _conn(self) -> sqlite3.Connection:
+        """This thread's connection (one per thread and process, opened on first use)."""
+        local = self._local
+        conn: sqlite3.Connection | None = getattr(local, "conn", None)
+        if conn is not None and local.pid == os.getpid():
+            return conn
+        if self.closed:
+            raise StemlabError("this broker is closed")
+        conn = open_connection(self.settings)
+        local.conn, local.pid = conn, os.getpid()
+        me = threading.current_thread()
+        with self._conns_lock:
+            for ident, (thread, old) in list(self._conns.items()):
+                if not thread.is_alive():
+                    del self._conns[ident]
+                    old.close()
+            self._conns[id(conn)] = (me, conn)
+        return conn
+
+    def open_connection(self) -> sqlite3.Connection:
+        """A dedicated connection (consumers own one, to read `PRAGMA data_version`)."""
+        return open_connection(self.settings)
+
+    @staticmethod
+    def now() -> float:
+        return time.time()
+
+    # -------------------------------------------------------------- producing
+    def _row(self, envelope: Envelope, now: float) -> dict[str, Any]:
+        due = envelope.not_before.timestamp() if envelope.not_before is not None else now
+        return {
+            "ns": self.namespace,
+            "queue": envelope.queue,
+            "priority": envelope.priority,
+            "avail_at": due if due > now else now,
+            "vt": envelope.visibility_timeout,
+            "payload": envelope.to_json(),
+        }
+
+    def _publish(self, envelope: Envelope) -> None:
+        row = self._row(envelope, self.now())
+        with write(self._conn()) as conn:
+            conn.execute(Q["publish"], row)
+
+    def _publish_many(self, envelopes: list[Envelope]) -> None:
+        now = self.now()
+        rows = [self._row(e, now) for e in envelopes]
+        with write(self._conn()) as conn:
+            conn.executemany(Q["publish"], rows)
+
+    def _broadcast(self, channel: str, envelope: Envelope) -> None:
+        bc.publish(self._conn(), self.settings, channel, envelope.to_json(), self.now())
+
+    def _consume(
+        self, queues: tuple[str, ...], channels: tuple[str, ...], prefetch: int, consumer: str
+    ) -> Consumer:
+        made = SQLiteConsumer(self, queues, channels, prefetch, consumer)
+        with self._conns_lock:
+            self._consumers.add(made)
+        return made
+
+    def forget_consumer(self, consumer: SQLiteConsumer) -> None:
+        with self._conns_lock:
+            self._consumers.discard(consumer)
+
+    # --------------------------------------------------------------- settling
+    def _settle(self, delivery: Delivery, sql: str, **extra: Any) -> None:
+        kind, seq, token = parse_receipt(delivery)
+        if kind == "b":
+            with write(self._conn()) as conn:
+                bc.take(conn, self.namespace, seq)
+            return
+        params = {"ns": self.namespace, "seq": seq, "token": token, **extra}
+        with write(self._conn()) as conn:
+            if conn.execute(sql, params).rowcount != 1:
+                raise LeaseLost("this delivery was already settled or handed to another consumer")
+
+    def _ack(self, delivery: Delivery) -> None:
+        self._settle(delivery, Q["ack"])
+
+    def _nack(self, delivery: Delivery) -> None:
+        self._settle(delivery, Q["nack"], now=self.now())
+
+    def _extend_lease(self, delivery: Delivery, by: float) -> datetime:
+        expires = self.now() + by
+        self._settle(delivery, Q["extend"], expires=expires)
+        return from_epoch(expires)
+
+    def _dead_letter(self, delivery: Delivery, reason: str | None, meta: dict[str, Any]) -> None:
+        kind, seq, token = parse_receipt(delivery)
+        conn = self._conn()
+        if kind == "b":
+            with write(conn):
+                bc.take(conn, self.namespace, seq)
+                self.insert_dead(conn, delivery.envelope, reason, meta)
+            return
+        self.dead_letter_row(conn, seq, token, reason, meta, delivery.envelope)
+
+    def dead_letter_row(
+        self,
+        conn: sqlite3.Connection,
+        seq: int,
+        token: int,
+        reason: str | None,
+        meta: dict[str, Any],
+        envelope: Envelope | None = None,
+    ) -> None:
+        """Move one leased row to its queue's dead letters (fenced by its token)."""
+        params = {"ns": self.namespace, "seq": seq, "token": token}
+        with write(conn):
+            row = conn.execute(Q["take"], params).fetchone()
+            if row is None:
+                raise LeaseLost("this delivery was already settled or handed to another consumer")
+            queue, priority, payload = row
+            if envelope is None:
+                try:
+                    envelope = Envelope.from_json(payload)
+                except EnvelopeError:
+                    envelope = undecodable_envelope(payload, queue, priority)
+            self.insert_dead(conn, envelope, reason, meta)
+
+    def insert_dead(
+        self, conn: sqlite3.Connection, envelope: Envelope, reason: str | None, meta: dict[str, Any]
+    ) -> None:
+        """Write a dead letter (inside the caller's transaction)."""
+        conn.execute(
+            DL["insert"],
+            {
+                "ns": self.namespace,
+                "queue": envelope.queue,
+                "task_id": envelope.id,
+                "reason": reason,
+                "meta": dumps(meta),
+                "dead_at": _micros(self.now()),
+                "payload": envelope.to_json(),
+            },
+        )
+
+    # --------------------------------------------------------------- counting
+    def _scalar(self, name: str, queue: str) -> int:
+        params = {"ns": self.namespace, "queue": queue, "now": self.now()}
+        with reading():
+            return int(self._conn().execute(Q[name], params).fetchone()[0])
+
+    def _purge(self, queue: str) -> int:
+        with write(self._conn()) as conn:
+            return int(conn.execute(Q["purge"], {"ns": self.namespace, "queue": queue}).rowcount)
+
+    def _pending_count(self, queue: str) -> int:
+        return self._scalar("pending_count", queue)
+
+    def _inflight_count(self, queue: str) -> int:
+        return self._scalar("inflight_count", queue)
+
+    def _delayed_count(self, queue: str) -> int:
+        return self._scalar("delayed_count", queue)
+
+    # ----------------------------------------------------------- dead letters
+    @staticmethod
+    def _entry(reason: str | None, meta: str, dead_at: int, payload: str) -> DeadLetterEntry:
+        return DeadLetterEntry(
+            Envelope.from_json(payload), reason, loads(meta), from_epoch(dead_at / 1e6)
+        )
+
+    def _list_dead_letters(self, queue: str, limit: int, offset: int) -> DeadLetterPage:
+        params = {"ns": self.namespace, "queue": queue, "limit": limit + 1, "offset": offset}
+        with reading():
+            rows = self._conn().execute(DL["list"], params).fetchall()
+        entries = [self._entry(*row) for row in rows[:limit]]
+        return DeadLetterPage(entries, offset + limit if len(rows) > limit else None)
+
+    def _get_dead_letter(self, queue: str, id: str) -> DeadLetterEntry | None:
+        params = {"ns": self.namespace, "queue": queue, "task_id": id}
+        with reading():
+            row = self._conn().execute(DL["get"], params).fetchone()
+        return None if row is None else self._entry(*row)
+
+    def _oldest(
+        self, conn: sqlite3.Connection, queue: str, since: float | None, limit: int | None
+    ) -> list[Any]:
+        """Dead letters of `queue` oldest first, dead at or after `since`, at most `limit`."""
+        params = {
+            "ns": self.namespace,
+            "queue": queue,
+            "since": -1 if since is None else _micros(since),
+            "limit": -1 if limit is None else limit,
+        }
+        return conn.execute(DL["select_oldest"], params).fetchall()
+
+    def _replay_dead_letters(
+        self, queue: str, limit: int, since: float | None, delay: float | None, dry_run: bool
+    ) -> ReplayResult:
+        conn = self._conn()
+        if dry_run:
+            with reading():
+                rows = self._oldest(conn, queue, since, limit)
+            return ReplayResult([self._entry(*row[1:]) for row in rows], True)
+        with write(conn):
+            rows = self._oldest(conn, queue, since, limit)
+            entries = [self._entry(*row[1:]) for row in rows]
+            now = self.now()
+            not_before = from_epoch(now + delay) if delay else None
+            for (dead_id, *_), entry in zip(rows, entries, strict=True):
+                conn.execute(DL["delete"], {"id": dead_id, "ns": self.namespace})
+                again = replace(entry.envelope, not_before=not_before)
+                conn.execute(Q["publish"], self._row(again, now))
+        return ReplayResult(entries, False)
+
+    def _purge_dead_letters(self, queue: str, since: float | None, limit: int | None) -> int:
+        with write(self._conn()) as conn:
+            rows = self._oldest(conn, queue, since, limit)
+            for row in rows:
+                conn.execute(DL["delete"], {"id": row[0], "ns": self.namespace})
+        return len(rows)
+
+    # --------------------------------------------------------------- lifetime
+    def _close(self) -> None:
+        with self._conns_lock:
+            consumers = list(self._consumers)
+        for consumer in consumers:
+            consumer.close()
+        with self._conns_lock:
+            conns = [conn for _, conn in self._conns.values()]
+            self._conns.clear()
+        for conn in conns:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()

@@ -1,0 +1,191 @@
+"""SQLite plumbing: URL and options, connections with their pragmas, named SQL, errors.
+
+Only the standard library's `sqlite3` is used. Every connection runs in
+autocommit mode (`isolation_level=None`) so the adapter issues its own
+`BEGIN IMMEDIATE` for every write: the write lock is taken up front, and a
+writer waits on the explicit busy timeout instead of failing half way.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, fields
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from stemlab.errors import BrokerUnavailable, ConfigError, StemlabError
+
+__all__ = ["Settings", "load_sql", "open_connection", "parse_url", "translate", "write"]
+
+SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything an SQLite broker needs to open connections and pace its consumers."""
+
+    path: str
+    namespace: str = "stem"
+    default_visibility_timeout: float = 30.0
+    poll_interval: float = 0.005
+    synchronous: str = "NORMAL"
+    busy_timeout: float = 10.0
+    subscriber_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.namespace, str) or not self.namespace:
+            raise ConfigError("namespace must be a non-empty string")
+        sync = str(self.synchronous).upper()
+        if sync not in SYNCHRONOUS:
+            raise ConfigError(f"synchronous must be one of {SYNCHRONOUS}, got {self.synchronous!r}")
+        object.__setattr__(self, "synchronous", sync)
+        for name in ("default_visibility_timeout", "poll_interval", "busy_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ConfigError(f"{name} must be a number of seconds > 0, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        if not self.subscriber_timeout >= 0:
+            raise ConfigError("subscriber_timeout must be >= 0 seconds")
+
+
+OPTION_NAMES = frozenset(f.name for f in fields(Settings)) - {"path"}
+_FLOAT_OPTIONS = {
+    "default_visibility_timeout",
+    "poll_interval",
+    "busy_timeout",
+    "subscriber_timeout",
+}
+
+
+def parse_url(url: str, **options: Any) -> Settings:
+    """`sqlite:///relative/file.db` or `sqlite:////absolute/file.db` (+ options) -> Settings.
+
+    Options may also come from the query string (`?synchronous=FULL&poll_interval=0.01`);
+    keyword options win over the query string.
+    """
+    path, query = _split(url)
+    merged: dict[str, Any] = {}
+    for key, value in query:
+        if key not in OPTION_NAMES:
+            raise ConfigError(f"unknown sqlite:// option {key!r} in {url!r}")
+        merged[key] = _coerce(key, value)
+    unknown = set(options) - OPTION_NAMES
+    if unknown:
+        raise ConfigError(
+            f"unknown sqlite:// options {sorted(unknown)}; known: {sorted(OPTION_NAMES)}"
+        )
+    merged.update(options)
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise ConfigError(f"the directory of the SQLite file does not exist: {parent}")
+    return Settings(path=path, **merged)
+
+
+def _split(url: str) -> tuple[str, list[tuple[str, str]]]:
+    hint = "use sqlite:///relative/file.db or sqlite:////absolute/file.db"
+    if not isinstance(url, str) or not url.lower().startswith("sqlite:///"):
+        raise ConfigError(f"malformed SQLite URL {url!r}: {hint}")
+    try:
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+    except ValueError as exc:
+        raise ConfigError(f"malformed SQLite URL {url!r}: {exc}") from exc
+    if parts.netloc or parts.fragment:
+        raise ConfigError(f"malformed SQLite URL {url!r}: {hint}")
+    path = unquote(parts.path)[1:]  # "/rel.db" -> "rel.db", "//abs.db" -> "/abs.db"
+    if not path or path.endswith("/") or path == ":memory:" or "\x00" in path:
+        raise ConfigError(f"malformed SQLite URL {url!r}: no database file ({hint})")
+    return path, query
+
+
+def _coerce(key: str, value: str) -> Any:
+    if key not in _FLOAT_OPTIONS:
+        return value
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise ConfigError(f"option {key} must be a number, got {value!r}") from exc
+
+
+def open_connection(settings: Settings) -> sqlite3.Connection:
+    """A new autocommit connection in WAL mode with the configured pragmas."""
+    try:
+        conn = sqlite3.connect(
+            settings.path,
+            timeout=settings.busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout * 1000)}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        conn.execute(f"PRAGMA synchronous = {settings.synchronous}")
+    except sqlite3.Error as exc:
+        raise translate(exc, f"cannot open {settings.path}") from exc
+    if str(mode).lower() != "wal":
+        conn.close()
+        raise ConfigError(f"{settings.path}: WAL journal mode is not available (got {mode!r})")
+    return conn
+
+
+def translate(exc: sqlite3.Error, what: str = "sqlite") -> StemlabError:
+    """Map a driver error to the stemlab error tree (callers `raise ... from exc`)."""
+    if isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError) and not isinstance(
+        exc, sqlite3.IntegrityError | sqlite3.ProgrammingError
+    ):
+        return BrokerUnavailable(f"{what}: {exc}")
+    return StemlabError(f"{what}: {exc}")
+
+
+@contextmanager
+def write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """`BEGIN IMMEDIATE` ... `COMMIT` (rolled back on any error), driver errors translated."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        raise translate(exc, "cannot take the write lock") from exc
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        if conn.in_transaction:
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise translate(exc) from exc
+        raise
+
+
+@contextmanager
+def reading() -> Iterator[None]:
+    """Translate driver errors of read-only statements."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise translate(exc) from exc
+
+
+@cache
+def load_sql(filename: str) -> dict[str, str]:
+    """The `-- name: key` statements of one `.sql` file next to this module."""
+    text = resources.files(__package__).joinpath(filename).read_text(encoding="utf-8")
+    statements: dict[str, str] = {}
+    name: str | None = None
+    lines: list[str] = []
+    for line in [*text.splitlines(), "-- name: <end>"]:
+        if line.startswith("-- name:"):
+            if name is not None:
+                statements[name] = "\n".join(lines).strip()
+            name, lines = line.split(":", 1)[1].strip(), []
+        elif name is not None and not line.lstrip().startswith("--"):
+            lines.append(line)
+    return statements
+
+
+def schema() -> str:
+    """The whole schema script (CREATE ... IF NOT EXISTS)."""
+    return resources.files(__package__).joinpath("schema.sql").read_text(encoding="utf-8")

@@ -1,0 +1,116 @@
+"""What several subcommands share: scenario and broker arguments, output folders, tables."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from stemlab.experiments.result import RunResult
+from stemlab.experiments.scenario import Scenario, ScenarioError
+from stemlab.sim.distributions import Exponential
+
+__all__ = [
+    "DEFAULT_SCENARIO",
+    "add_scenario_args",
+    "load_scenario",
+    "out_dir",
+    "scenarios_dir",
+    "summary_table",
+]
+
+# `stemlab compare` / `simulate` / `run` without --scenario: short tasks at load 0.5, where
+# the brokers' pickup and round trips are a visible share of the end-to-end latency.
+DEFAULT_SCENARIO = Scenario(
+    name="short-tasks",
+    arrival_rate=200.0,
+    tasks=4000,
+    service_time=Exponential(0.01),
+    workers=4,
+    priority_weights={0: 0.8, 9: 0.2},
+)
+
+
+def scenarios_dir() -> Path:
+    """Shipped scenarios: `$STEMLAB_SCENARIOS`, else the repository's `data/scenarios`."""
+    env = os.environ.get("STEMLAB_SCENARIOS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "data" / "scenarios"
+
+
+def load_scenario(arg: str | None, tasks: int | None = None) -> Scenario:
+    """A scenario from a JSON file or a shipped name (`light-mmc`), else the default one."""
+    if arg is None:
+        scenario = DEFAULT_SCENARIO
+    else:
+        path = Path(arg)
+        if not path.is_file():
+            named = scenarios_dir() / f"{arg}.json"
+            if not named.is_file():
+                known = sorted(p.stem for p in scenarios_dir().glob("*.json"))
+                raise ScenarioError(f"no scenario file {arg!r} (shipped scenarios: {known})")
+            path = named
+        try:
+            scenario = Scenario.load_file(path)
+        except ScenarioError as exc:
+            raise ScenarioError(f"{path}: {exc}") from exc
+    if tasks is not None:
+        if tasks < 1:
+            raise ScenarioError(f"--tasks must be >= 1, got {tasks}")
+        scenario = replace(scenario, tasks=tasks)
+    return scenario
+
+
+def add_scenario_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scenario",
+        "-s",
+        help="scenario JSON file, or the name of a shipped one (data/scenarios); "
+        f"default: {DEFAULT_SCENARIO.name!r} (M/M/4 at load 0.5, 10 ms tasks)",
+    )
+    parser.add_argument("--tasks", type=int, help="override the scenario's number of tasks")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def out_dir(arg: str | None) -> Path | None:
+    """The output folder, created; None when not asked for."""
+    if arg is None:
+        return None
+    path = Path(arg)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _ms(value: float) -> str:
+    return "-" if not math.isfinite(value) else f"{value * 1000:.2f}"
+
+
+def summary_table(results: list[RunResult], *, first: str = "run") -> str:
+    """One line per run: throughput, waits and end-to-end latency percentiles (ms), counts."""
+    cols = ["throughput/s", "wait p50", "wait p95", "wait p99", "e2e p50", "e2e p95", "e2e p99"]
+    cols += ["acked", "lost", "redeliv."]
+    labels = [r.broker if first == "broker" else r.label for r in results]
+    width = max([len(first), *map(len, labels)]) + 2
+    lines = [f"{first:<{width}}" + "".join(f"{c:>13}" for c in cols)]
+    for label, result in zip(labels, results, strict=True):
+        s = result.summary()
+        thr = s["throughput"]
+        cells = [f"{thr:.1f}" if math.isfinite(thr) else "-"]
+        cells += [_ms(float(s[k])) for k in ("wait_p50", "wait_p95", "wait_p99")]
+        cells += [_ms(float(s[k])) for k in ("e2e_p50", "e2e_p95", "e2e_p99")]
+        cells += [str(s["acked"]), str(s["lost"]), str(s["redeliveries"])]
+        lines.append(f"{label:<{width}}" + "".join(f"{c:>13}" for c in cells))
+    lines.append("(latencies in ms; wait = started - enqueued, e2e = finished - enqueued)")
+    return "\n".join(lines)
+
+
+def summary_json(result: RunResult) -> str:
+    data: dict[str, Any] = {"label": result.label, "kind": result.kind, "broker": result.broker}
+    data.update(result.summary())
+    return json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                       for k, v in data.items()})  # fmt: skip

@@ -1,0 +1,99 @@
+"""`stemlab compare`: one scenario simulated on several brokers' profiles; no service needed."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from stemlab.cli._common import add_scenario_args, load_scenario, out_dir, summary_table
+from stemlab.experiments.progress import Progress
+from stemlab.experiments.result import RunResult, compare
+from stemlab.sim.profile import load_profile
+
+__all__ = ["register", "run"]
+
+DEFAULT_BROKERS = "memory,sqlite,redis,postgres"
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "compare",
+        help="simulate one scenario on several brokers and compare (no service needed)",
+        description="Simulate a scenario on each broker's profile (data/profiles), print a "
+        "table of throughput and latency percentiles, and write a latency CDF figure.",
+    )
+    add_scenario_args(parser)
+    parser.add_argument(
+        "--brokers",
+        "-b",
+        default=DEFAULT_BROKERS,
+        help=f"comma-separated profile names or JSON files (default: {DEFAULT_BROKERS})",
+    )
+    parser.add_argument(
+        "--out",
+        "-o",
+        default="stemlab-out",
+        help="folder for the figure and CSV (default: %(default)s)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from stemlab.sim.simulation import simulate
+
+    scenario = load_scenario(args.scenario, args.tasks)
+    names = [b.strip() for b in args.brokers.split(",") if b.strip()]
+    if not names:
+        raise ValueError("--brokers is empty")
+    profiles = [load_profile(name) for name in names]  # fail before any work on a bad name
+    results: list[RunResult] = []
+    with Progress(len(profiles), "simulating", unit="broker") as bar:
+        for profile in profiles:
+            bar.note(profile.name)
+            results.append(simulate(scenario, profile, seed=args.seed, label=profile.name))
+            bar.advance()
+    print(
+        f"{scenario.name}: {scenario.tasks} tasks, {scenario.arrival_rate:g}/s, "
+        f"{scenario.workers} workers, load {scenario.load:.2f}, seed {args.seed} (simulated)"
+    )
+    print(summary_table(results, first="broker"))
+    folder = out_dir(args.out)
+    assert folder is not None
+    stem = f"compare-{scenario.name}"
+    compare({r.label: r for r in results}).to_csv(folder / f"{stem}.csv")
+    figure(results, f"{scenario.name} (load {scenario.load:.2f}), simulated").savefig(
+        folder / f"{stem}.png", dpi=120
+    )
+    print(f"wrote {folder / f'{stem}.png'} and {folder / f'{stem}.csv'}")
+    return 0
+
+
+def figure(results: list[RunResult], title: str) -> Figure:
+    """Wait and end-to-end latency CDFs of every run, side by side (log time axis)."""
+    fig = Figure(figsize=(11.0, 4.0), layout="constrained")
+    fig.suptitle(title)
+    for ax, (metric, what) in zip(
+        fig.subplots(1, 2),
+        [("wait", "wait (started - enqueued)"), ("e2e", "end to end")],
+        strict=True,
+    ):
+        for result in results:
+            t = result.tasks
+            if metric == "e2e":
+                t = t[t["outcome"] == "acked"]
+                values = t["finished_at"] - t["enqueued_at"]
+            else:
+                values = t["started_at"] - t["enqueued_at"]
+            x = np.sort(values.to_numpy(dtype=float))
+            x = x[np.isfinite(x) & (x > 0)] * 1000
+            if x.size:
+                ax.step(x, np.arange(1, x.size + 1) / x.size, where="post", label=result.label)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{what} (ms)")
+        ax.set_ylabel("fraction of tasks")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+    return fig

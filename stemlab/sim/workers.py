@@ -1,0 +1,330 @@
+"""The producer and the task slots of a simulated run, following `run_live`'s specification.
+
+`stemlab.experiments.live`'s docstring specifies the worker behaviour; this
+module copies it step by step in simulated time. Producer: at each arrival
+the task is recorded as enqueued and published. Slots: `scenario.workers`
+of them, each with its own consumer of `scenario.prefetch`; before each
+execution a slot takes deliveries until it holds `prefetch` (blocking only
+while it holds none) and then executes the oldest: ok -> ack; fail -> retry
+copy + ack, or dead letter when retries are used up; crash -> nothing is
+settled, the consumer is dropped and the slot opens a fresh one. LeaseLost
+on a settle or renewal is counted, never fatal. The run ends when every task
+is acked or dead.
+
+Like run_live's slots, an idle slot calls `get(timeout=GET_TIMEOUT)` again
+and again; that decides which call a "get" row belongs to, how many empty
+gets there were, and caps a polling broker's effective poll interval (it
+polls at the start of every call). The common path (get, work, ack) is
+written out in `slot` because it runs once per task and sets the speed.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+import simpy
+
+from stemlab.core.clock import from_epoch
+from stemlab.core.state import Lease
+from stemlab.errors import LeaseLost
+from stemlab.experiments.liveworker import POLL_S
+from stemlab.experiments.result import TaskLedger
+from stemlab.experiments.scenario import Scenario
+from stemlab.experiments.workload import RENEW_FRACTION, Workload, draw_execution, retry_delay
+from stemlab.sim.model import SIM_QUEUE, EnvelopeFactory, SimBroker
+
+__all__ = ["COUNTERS", "GET_TIMEOUT", "SimRun"]
+
+GET_TIMEOUT = POLL_S  # how long one idle get() blocks in run_live's slots
+COUNTERS = ("crashes", "failures", "retries", "renewals", "lease_lost", "empty_gets")
+
+Proc = Generator[simpy.Event, Any, Any]
+
+
+class SimRun:
+    """One simulated run: the broker model, the ledger and the processes that drive them."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        broker: SimBroker,
+        workload: Workload,
+        exec_rng: np.random.Generator,
+        ids: list[str],
+    ) -> None:
+        self.scenario = scenario
+        self.env = broker.env
+        self.broker = broker
+        self.workload = workload
+        self.exec_rng = exec_rng
+        self.ids = ids
+        self.ledger = TaskLedger()
+        self.make_envelope = EnvelopeFactory()
+        self.resolved: set[str] = set()
+        self.finished = self.env.event()
+        self.counters = dict.fromkeys(COUNTERS, 0)
+        self._procs: list[Proc] = []
+
+    def start(self) -> None:
+        """Register the producer and every slot with the environment."""
+        self._procs = [self.producer()] + [self.slot(i) for i in range(self.scenario.workers)]
+        for proc in self._procs:
+            self.env.process(proc)
+
+    def close(self) -> None:
+        """End the suspended processes, so the run's objects are freed without the cyclic GC."""
+        for proc in self._procs:
+            proc.close()
+        self._procs = []
+
+    # ------------------------------------------------------------ producer
+    def producer(self) -> Proc:
+        """Publish task i at arrivals[i] (later if the previous publish is still running)."""
+        env, broker, ledger, make = self.env, self.broker, self.ledger, self.make_envelope
+        publish, latency, ops = broker.state.publish, broker.latency["publish"], broker.ops
+        arrivals = self.workload.arrivals.tolist()
+        priorities = self.workload.priorities.tolist()
+        delays = self.workload.delays.tolist()
+        for i, task_id in enumerate(self.ids):
+            wait = arrivals[i] - env.now
+            if wait > 0:
+                yield env.timeout(wait)
+            start = env.now
+            prio = priorities[i]
+            ledger.enqueued(task_id, prio, start)
+            delay = delays[i]
+            not_before = from_epoch(start + delay) if delay > 0 else None
+            envelope = make(task_id, i, broker.level(prio), from_epoch(start), not_before)
+            lat = latency()
+            if lat:
+                yield env.timeout(lat)
+            publish(envelope, env.now)
+            if broker.idle:
+                broker.published(not_before is not None)
+            if ops is not None:
+                ops.append(
+                    (start, "publish", SIM_QUEUE, task_id, envelope.priority, lat, True, None,
+                     None, None)
+                )  # fmt: skip
+
+    # ------------------------------------------------------------ slots
+    def slot(self, index: int) -> Proc:
+        """One task slot: fill its prefetch, execute the oldest delivery, settle; forever."""
+        env, broker, ledger, scenario = self.env, self.broker, self.ledger, self.scenario
+        state, queues, ops = broker.state, broker.queues, broker.ops
+        claim_latency, ack_latency = broker.latency["claim"], broker.latency["ack"]
+        vt, sweep, prefetch = broker.visibility_timeout, broker.sweep, scenario.prefetch
+        exec_rng, resolved, total = self.exec_rng, self.resolved, len(self.ids)
+        generation = 0
+        consumer = self._open(index, generation)
+        buffer: deque[Lease] = deque()
+        while True:
+            if not buffer:  # a blocking get
+                start = env.now
+                if broker.blocking:
+                    leases = state.claim(
+                        queues, consumer, start, 1, broker.lease_for(start, vt) if sweep else vt
+                    )
+                    if leases:
+                        lease = leases[0]
+                        broker.arm()
+                    else:
+                        lease = yield broker.wait(consumer)
+                    granted = env.now
+                else:
+                    lease, granted = yield from self._poll(consumer, start)
+                lat = claim_latency()
+                if lat:
+                    yield env.timeout(lat)
+                self._received(lease, consumer, start, granted)
+                buffer.append(lease)
+            if prefetch > 1 and len(buffer) < prefetch:
+                yield from self._top_up(consumer, buffer)
+            lease = buffer.popleft()
+
+            task_id = lease.envelope.id
+            plan = draw_execution(scenario, exec_rng)
+            ledger.started(task_id, env.now)
+            outcome = plan.outcome
+            work = plan.crash_after_s if outcome == "crash" else plan.service_s
+            if scenario.lease_renewal:
+                yield from self._work_renewing(lease, consumer, work)
+            elif work > 0:
+                yield env.timeout(work)
+
+            if outcome == "ok":
+                start = env.now
+                ledger.finished(task_id, start, success=True)
+                lat = ack_latency()
+                if lat:
+                    yield env.timeout(lat)
+                now = env.now
+                error: str | None = None
+                try:
+                    state.ack(lease.token, now)
+                except LeaseLost:  # the lease expired and another delivery took it
+                    error = "LeaseLost"
+                    self.counters["lease_lost"] += 1
+                else:
+                    ledger.acked(task_id, now)
+                    resolved.add(task_id)
+                if ops is not None:
+                    ops.append(
+                        (start, "ack", SIM_QUEUE, task_id, lease.envelope.priority, lat,
+                         error is None, error, consumer, lease.delivery_count)
+                    )  # fmt: skip
+            elif outcome == "fail":
+                ledger.finished(task_id, env.now, success=False)
+                self.counters["failures"] += 1
+                yield from self._fail(lease, consumer)
+            else:  # crash: the worker dies holding its deliveries; they wait for their leases
+                ledger.abandoned(task_id)
+                self.counters["crashes"] += 1
+                buffer.clear()
+                generation += 1
+                consumer = self._open(index, generation)
+                continue
+            if len(resolved) >= total and not self.finished.triggered:
+                self.finished.succeed()
+
+    def _open(self, index: int, generation: int) -> str:
+        """`consume` under a fresh consumer name (a subscription: no latency is modelled)."""
+        name = f"s{index}-g{generation + 1}"
+        self.broker.record(self.env.now, "consume", None, None, 0.0, consumer=name)
+        return name
+
+    def _received(self, lease: Lease, consumer: str, start: float, granted: float) -> None:
+        """A delivery reached the slot: ledger "delivered" and the "get" row of its call."""
+        now = self.env.now
+        envelope = lease.envelope
+        self.ledger.delivered(envelope.id, now)
+        calls = int((granted - start) / GET_TIMEOUT)  # idle get() calls that timed out first
+        if calls:
+            self.counters["empty_gets"] += calls
+            start += calls * GET_TIMEOUT
+        ops = self.broker.ops
+        if ops is not None:
+            ops.append(
+                (start, "get", SIM_QUEUE, envelope.id, envelope.priority, now - start, True,
+                 None, consumer, lease.delivery_count)
+            )  # fmt: skip
+
+    def _poll(self, consumer: str, start: float) -> Proc:
+        """Wait for a delivery from a polling broker; returns (lease, instant of the claim).
+
+        The broker is asked at the start of each get call and every poll
+        interval during it; each ask costs a claim latency.
+        """
+        env, broker = self.env, self.broker
+        state, latency, poll = broker.state, broker.latency["claim"], broker.poll_interval
+        call_ends = start + GET_TIMEOUT
+        while True:
+            now = env.now
+            vt = broker.lease_for(now, broker.visibility_timeout)
+            leases = state.claim(broker.queues, consumer, now, 1, vt)
+            if leases:
+                broker.arm()
+                return leases[0], now
+            answered = now + latency()
+            ask = answered + poll
+            if ask >= call_ends:  # this call times out; the next one asks at once
+                ask = max(call_ends, answered)
+                call_ends = ask + GET_TIMEOUT
+            yield env.timeout(ask - now)
+
+    def _top_up(self, consumer: str, buffer: deque[Lease]) -> Proc:
+        """Non-blocking gets until `prefetch` deliveries are held or none is ready."""
+        env, broker = self.env, self.broker
+        state, latency, prefetch = broker.state, broker.latency["claim"], self.scenario.prefetch
+        while len(buffer) < prefetch:
+            start = env.now
+            leases: list[Lease] = []
+            if state.held(consumer) < prefetch:  # the broker-side prefetch cap
+                vt = broker.lease_for(start, broker.visibility_timeout)
+                leases = state.claim(broker.queues, consumer, start, 1, vt)
+            lat = latency()
+            if lat:
+                yield env.timeout(lat)
+            if not leases:
+                self.counters["empty_gets"] += 1
+                return
+            broker.arm()
+            buffer.append(leases[0])
+            self._received(leases[0], consumer, start, start)
+
+    def _work_renewing(self, lease: Lease, consumer: str, work: float) -> Proc:
+        """Work while a heartbeat extends the lease at k * RENEW_FRACTION * vt (k = 1, 2, ...).
+
+        The heartbeat runs beside the work, so its latency does not delay the
+        task; the extension takes effect at the heartbeat instant.
+        """
+        env, broker = self.env, self.broker
+        vt = broker.visibility_timeout
+        step = RENEW_FRACTION * vt
+        latency = broker.latency["extend"]
+        left, renewing = work, True
+        while left > step:
+            yield env.timeout(step)
+            left -= step
+            if not renewing:
+                continue
+            now = env.now
+            lat = latency()
+            try:
+                broker.state.extend(lease.token, now, broker.lease_for(now, vt), consumer)
+                ok, error = True, None
+                self.counters["renewals"] += 1
+            except LeaseLost:
+                ok, error, renewing = False, "LeaseLost", False
+                self.counters["lease_lost"] += 1
+            broker.arm()
+            broker.record(
+                now, "extend_lease", lease.envelope.id, lease.envelope.priority, lat,
+                ok, error, consumer, lease.delivery_count,
+            )  # fmt: skip
+        if left > 0:
+            yield env.timeout(left)
+
+    def _settle(self, op: str, lease: Lease, consumer: str, **kwargs: Any) -> Proc:
+        """ack / dead_letter through the state machine after the call's latency."""
+        env, broker = self.env, self.broker
+        start = env.now
+        lat = broker.latency[op]()
+        if lat:
+            yield env.timeout(lat)
+        try:
+            getattr(broker.state, op)(lease.token, env.now, **kwargs)
+            ok, error = True, None
+        except LeaseLost:
+            ok, error = False, "LeaseLost"
+            self.counters["lease_lost"] += 1
+        envelope = lease.envelope
+        broker.record(
+            start, op, envelope.id, envelope.priority, lat, ok, error, consumer,
+            lease.delivery_count,
+        )  # fmt: skip
+        return ok
+
+    def _fail(self, lease: Lease, consumer: str) -> Proc:
+        """The runtime retry path: republish with attempt+1 after a backoff, or dead-letter."""
+        env, broker = self.env, self.broker
+        envelope = lease.envelope
+        backoff = retry_delay(envelope.attempt)
+        if backoff is None:
+            if (yield from self._settle("dead_letter", lease, consumer, reason="failed")):
+                self.ledger.dead(envelope.id, env.now)
+                self.resolved.add(envelope.id)
+            return
+        start = env.now
+        copy = self.make_envelope.retry(envelope, from_epoch(start + backoff))
+        lat = broker.latency["publish"]()
+        if lat:
+            yield env.timeout(lat)
+        broker.state.publish(copy, env.now)
+        broker.published(True)
+        broker.record(start, "publish", envelope.id, envelope.priority, lat)
+        self.counters["retries"] += 1
+        yield from self._settle("ack", lease, consumer)
