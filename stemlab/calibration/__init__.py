@@ -30,7 +30,7 @@ from stemlab.instrument import InstrumentedBroker, instrument
 from stemlab.sim.distributions import Distribution
 from stemlab.sim.profile import OPS, BrokerProfile
 
-__all__ = ["PROFILE_VERSION", "CalibrationError", "Plan", "calibrate", "redact"]
+__all__ = ["PROFILE_VERSION", "CalibrationError", "Plan", "calibrate", "describe", "redact"]
 
 PROFILE_VERSION = 1  # meta["profile_version"]: bump when the meaning of a field changes
 NAMESPACE = "stemlab-calibrate"  # used when calibrate opens the broker from a URL
@@ -46,6 +46,18 @@ def redact(url: str) -> str:
         host = f"{host}:{parts.port}"
     user = f"{parts.username}:***@" if parts.username else ":***@"
     return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+def describe(broker: Broker) -> str:
+    """The broker's URL (password redacted) when the adapter keeps one, else its file or kind."""
+    inner = broker.inner if isinstance(broker, InstrumentedBroker) else broker
+    url = getattr(getattr(inner, "settings", None), "url", None)
+    if isinstance(url, str):
+        return redact(url)
+    path = getattr(inner, "path", None)
+    if path is not None:
+        return f"sqlite:///{path}"
+    return f"{broker_name(inner)}://"
 
 
 @contextlib.contextmanager
@@ -120,6 +132,11 @@ def _profile(
     )
     meta["idle_pickup"] = quantiles(m.idle_pickup)
     meta["idle_pickup_after_publish"] = quantiles(m.after_publish)
+    meta["publish_unwatched"] = {
+        **quantiles(m.publish_unwatched),
+        "note": "publish with no consumer attached (the profile's publish has idle consumers "
+        "to wake, as at load <= 0.7); the simulator uses one publish law for both",
+    }
     if polling:
         meta["poll_fit"] = poll_info
     else:
@@ -167,7 +184,7 @@ def _provenance(
         "load_average_before": load_before,
         "load_average_after": _loadavg(),
         "stemlab_version": __version__,
-        "broker": redact(url) if url else repr(ib.inner),
+        "broker": redact(url) if url else describe(ib),
         "namespace": getattr(ib, "namespace", None),
         "queue": QUEUE,
         "mode": "quick" if plan == Plan.quick() else "full" if plan == Plan() else "custom",
@@ -189,8 +206,8 @@ def _provenance(
             "cross_process": caps.cross_process,
         },
         "method": (
-            "publish and ack: timed with idle consumers attached; claim: gets on a queue "
-            "with work ready (one consumer); extend, nack, dead_letter: during that drain; "
-            "see stemlab.calibration.measure"
+            "publish and ack: timed with idle consumers attached (publish_unwatched: "
+            "without); claim: gets on a queue with work ready (one consumer); extend, nack, "
+            "dead_letter: during that drain; see stemlab.calibration.measure"
         ),
     }

@@ -10,9 +10,11 @@ same calls, the same way, as `run_live` does. Three phases on the queue
    consumers are idle and the publish falls anywhere in a polling cycle.
    Gives publish (with consumers attached, as in a real run), ack, and the
    idle pickup: publish start -> `get` returned.
-2. loaded: one consumer drains a pre-filled queue, so every `get` finds work
-   ready (the loaded pickup, i.e. the claim round trip); along the way it
-   extends, nacks and dead-letters some deliveries to time those calls.
+2. loaded: the queue is filled one publish at a time with no consumer
+   attached (publish without anyone to wake, kept for reference), then one
+   consumer drains it, so every `get` finds work ready (the loaded pickup,
+   i.e. the claim round trip); along the way it extends, nacks and
+   dead-letters some deliveries to time those calls.
 3. expiry: leases of `lease_s` are taken and left to expire while another
    consumer waits; the delay from expiry to that consumer's `get` returning
    the redelivery shows how an adapter notices an expired lease.
@@ -82,6 +84,7 @@ class Measurements:
     nack: np.ndarray
     dead_letter: np.ndarray
     expiry_delay: np.ndarray  # lease expiry -> redelivery returned by get
+    publish_unwatched: np.ndarray = field(default_factory=lambda: np.array([]))  # no consumer
     wall_s: dict[str, float] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
@@ -174,8 +177,12 @@ def _stuck(phase: str, i: int, errors: list[BaseException]) -> str:
 
 # ------------------------------------------------------------------ phase 2
 def _loaded_phase(ib: InstrumentedBroker, plan: Plan, tick: Tick) -> dict:
-    """Drain a pre-filled queue with one consumer, timing get, ack, extend, nack, dead_letter."""
-    ib.publish_many([_envelope(i) for i in range(plan.loaded)])
+    """Fill the queue one publish at a time with no consumer attached, then drain it with
+    one consumer, timing get, ack, extend, nack and dead_letter."""
+    start = len(ib.recorder.rows)
+    for i in range(plan.loaded):
+        ib.publish(_envelope(i))
+    unwatched = _seconds(_ops(ib, start).get("publish", []), _WARMUP)
     start = len(ib.recorder.rows)
     settled = 0
     with ib.consume(QUEUE, prefetch=1, consumer=f"calibrate-{new_id()[-8:]}-loaded") as consumer:
@@ -194,6 +201,7 @@ def _loaded_phase(ib: InstrumentedBroker, plan: Plan, tick: Tick) -> dict:
         "extend": _seconds(ops.get("extend_lease", [])),
         "nack": _seconds(ops.get("nack", [])),
         "dead_letter": _seconds(ops.get("dead_letter", [])),
+        "publish_unwatched": unwatched,
     }
 
 
@@ -276,6 +284,7 @@ def measure(
         nack=loaded["nack"],
         dead_letter=loaded["dead_letter"],
         expiry_delay=np.array(delays),
+        publish_unwatched=loaded["publish_unwatched"],
         wall_s=wall,
     )
 

@@ -72,7 +72,6 @@ counted (``meta["empty_gets"]``). ``ts`` is when a call began and
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -83,6 +82,7 @@ from stemlab.core.clock import from_epoch
 from stemlab.core.codec import new_id
 from stemlab.core.envelope import Envelope
 from stemlab.experiments.liveworker import QUEUE, LiveRun, Slot
+from stemlab.experiments.progress import Progress
 from stemlab.experiments.result import RunResult
 from stemlab.experiments.scenario import RETRY_MAX, Scenario
 from stemlab.experiments.workload import Workload, make_workload, retry_delay, streams
@@ -123,28 +123,10 @@ def default_deadline(scenario: Scenario, workload: Workload, broker: Broker) -> 
     return last + 2 * work + retries + (RETRY_MAX + 3) * lease + 10.0
 
 
-class _Bar:
-    """A tqdm progress bar when wanted and possible, else nothing."""
-
-    def __init__(self, total: int, label: str, enabled: bool) -> None:
-        self._bar: Any = None
-        self._n = 0
-        if enabled and sys.stderr is not None and sys.stderr.isatty():
-            try:
-                from tqdm import tqdm
-            except ImportError:  # tqdm is in the dev/notebook extras only
-                return
-            self._bar = tqdm(total=total, desc=label, unit="task", delay=1.0, leave=True)
-
-    def update(self, done: int, published: int) -> None:
-        if self._bar is not None and done != self._n:
-            self._bar.update(done - self._n)
-            self._n = done
-            self._bar.set_postfix(published=published, refresh=False)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+def _show(bar: Progress, done: int, published: int) -> None:
+    if done != bar.done:
+        bar.advance(done - bar.done)
+        bar.note(f"published={published}")
 
 
 def run_live(
@@ -219,7 +201,7 @@ class _Runner:
         slots = [Slot(run, k, new_id()[-12:]) for k in range(self.scenario.workers)]
         for slot in slots:
             slot.start()
-        bar = _Bar(self.scenario.tasks, self.label, self.progress)
+        bar = Progress(self.scenario.tasks, self.label, enabled=self.progress, unit="task")
         run.t0 = time.time()
         start = time.monotonic()
         interrupted = False
@@ -237,7 +219,7 @@ class _Runner:
         leftover = self.broker.purge(QUEUE)
         return self._result(run, elapsed, interrupted, purged_before, leftover)
 
-    def _produce(self, run: LiveRun, start: float, bar: _Bar) -> None:
+    def _produce(self, run: LiveRun, start: float, bar: Progress) -> None:
         arrivals, prios, delays = (
             self.workload.arrivals,
             self.workload.priorities,
@@ -248,7 +230,7 @@ class _Runner:
             due = start + float(arrivals[i])
             while (left := due - time.monotonic()) > 0:
                 run.stop.wait(min(left, _TICK_S))
-                bar.update(len(run.resolved), self.published)
+                _show(bar, len(run.resolved), self.published)
             if time.monotonic() - start > self.deadline:
                 return
             now = time.time()
@@ -266,7 +248,7 @@ class _Runner:
             self.broker.publish(env)
             self.published += 1
 
-    def _wait(self, run: LiveRun, start: float, bar: _Bar) -> None:
+    def _wait(self, run: LiveRun, start: float, bar: Progress) -> None:
         run.total = self.published
         with run.lock:
             if len(run.resolved) >= run.total:
@@ -276,8 +258,8 @@ class _Runner:
             if left <= 0:
                 return
             run.all_done.wait(min(left, _TICK_S))
-            bar.update(len(run.resolved), self.published)
-        bar.update(len(run.resolved), self.published)
+            _show(bar, len(run.resolved), self.published)
+        _show(bar, len(run.resolved), self.published)
 
     def _result(
         self, run: LiveRun, elapsed: float, interrupted: bool, purged: int, leftover: int

@@ -37,7 +37,7 @@ class Progress:
         self._bar: Any = None
         if tqdm is not None:
             self._bar = tqdm(total=total, desc=desc, unit=unit, leave=False, delay=0.5)
-        self.done = 0.0
+        self.done: float = 0
 
     def advance(self, n: float = 1) -> None:
         self.done += n

@@ -288,6 +288,42 @@ def test_closing_a_consumer_gives_back_rows_it_never_handed_out(pg: MakePg) -> N
 
 
 # ------------------------------------------------------------------ resilience
+@pytest.mark.parametrize("settle", ["ack", "nack", "dead_letter"])
+def test_a_settle_retried_after_an_ambiguous_failure(
+    pg: MakePg, monkeypatch: pytest.MonkeyPatch, settle: str
+) -> None:
+    """The first try committed but its reply was lost: the retry reports success."""
+    b = pg()
+    b.publish(env("once"))
+    with b.consume("q") as consumer:
+        d = take(consumer, 5.0)
+    real_run = b._runner.run
+
+    def run_twice(fn: Any, what: str, *, publish: bool = False) -> Any:
+        real_run(fn, what, publish=publish)  # commits
+        return real_run(lambda conn, attempt: fn(conn, 1), what, publish=publish)
+
+    monkeypatch.setattr(b._runner, "run", run_twice)
+    getattr(b, settle)(d)
+    monkeypatch.undo()
+    assert counts(b)[:2] == ((1, 0) if settle == "nack" else (0, 0))
+    if settle != "nack":
+        return
+    # a retry that finds the message handed to another delivery is still stale
+    with b.consume("q") as consumer:
+        again = take(consumer, 5.0)
+
+    def as_retry(fn: Any, what: str, *, publish: bool = False) -> Any:
+        return real_run(lambda conn, attempt: fn(conn, 1), what, publish=publish)
+
+    monkeypatch.setattr(b._runner, "run", as_retry)
+    with pytest.raises(LeaseLost):
+        b.ack(d)
+    monkeypatch.undo()
+    b.ack(again)
+    assert counts(b) == (0, 0, 0, 0)
+
+
 def test_killed_backend_mid_drain_reconnects_and_loses_nothing(
     pg: MakePg, pg_url: str, ns: str
 ) -> None:
@@ -375,6 +411,9 @@ def test_held_xmin_keeps_the_queue_working(pg: MakePg, pg_url: str) -> None:
 def test_soak_20000_messages_leaves_the_table_empty(pg: MakePg, pg_url: str, ns: str) -> None:
     rng = np.random.default_rng(7)
     total = 20_000
+    with _admin(pg_url) as conn:  # a clean baseline: earlier runs leave dead tuples behind
+        conn.execute("VACUUM stemlab.queue_messages")
+    time.sleep(1.5)
     before = table_stats(pg_url)["queue_messages"]
     b = pg(default_visibility_timeout=30.0)
     for start in range(0, total, 1000):

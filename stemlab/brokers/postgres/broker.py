@@ -109,12 +109,24 @@ class PostgresBroker(Broker):
     def __repr__(self) -> str:
         return f"PostgresBroker(namespace={self.namespace!r}, schema={self.settings.schema!r})"
 
-    def _run(self, name: str, params: dict[str, Any], *, publish: bool = False) -> Any:
-        """Execute one named statement; returns the cursor (rows fetched by the caller)."""
+    def _run(
+        self, name: str, params: dict[str, Any], *, fetch: str = "none", publish: bool = False
+    ) -> Any:
+        """Execute one named statement on a pooled connection and read its result there.
+
+        `fetch`: "one" (first row or None), "all" (rows), "count" (rowcount) or "none".
+        """
         params["ns"] = self.namespace
-        return self._runner.run(
-            lambda conn, _: conn.execute(_sql.query(name), params), name, publish=publish
-        )
+
+        def fn(conn: Any, attempt: int) -> Any:
+            cur = conn.execute(_sql.query(name), params)
+            if fetch == "one":
+                return cur.fetchone()
+            if fetch == "all":
+                return cur.fetchall()
+            return cur.rowcount if fetch == "count" else None
+
+        return self._runner.run(fn, name, publish=publish)
 
     # ------------------------------------------------------------- producing
     def _publish(self, envelope: Envelope) -> None:
@@ -161,8 +173,8 @@ class PostgresBroker(Broker):
     def _settle(self, name: str, delivery: Delivery, extra: dict[str, Any]) -> None:
         """Run a fenced statement; no row changed means the receipt is stale.
 
-        After a retried connection failure the first try may have committed, so a
-        vanished row then counts as settled; a row with another token is still stale.
+        After a retried connection failure the first try may have committed, so the
+        receipt then counts as stale only if the row was handed to another delivery.
         """
         row_id, token, consumer = _receipt(delivery)
         params = {"id": row_id, "token": token, "ns": self.namespace, **extra}
@@ -171,7 +183,7 @@ class PostgresBroker(Broker):
             cur = conn.execute(_sql.query(name), params)
             if cur.rowcount > 0:
                 return
-            if attempt and not conn.execute(_sql.query("exists"), params).fetchone()[0]:
+            if attempt and not conn.execute(_sql.query("taken_by_other"), params).fetchone()[0]:
                 return
             raise LeaseLost(_STALE)
 
@@ -227,7 +239,7 @@ class PostgresBroker(Broker):
 
     def _extend_lease(self, delivery: Delivery, by: float) -> datetime:
         row_id, token, _ = _receipt(delivery)
-        row = self._run("extend", {"id": row_id, "token": token, "by": by}).fetchone()
+        row = self._run("extend", {"id": row_id, "token": token, "by": by}, fetch="one")
         if row is None:
             raise LeaseLost(_STALE)
         expires: datetime = _utc(row[0])
@@ -251,12 +263,12 @@ class PostgresBroker(Broker):
     # -------------------------------------------------------------- counting
     def _counts(self, queue: str) -> tuple[int, int, int]:
         """(pending, inflight, delayed); read-ahead rows of this process count as pending."""
-        row = self._run("counts", {"queue": queue}).fetchone()
+        row = self._run("counts", {"queue": queue}, fetch="one")
         unhanded = min(read_ahead(self.store_key, self.namespace, queue), int(row[1]))
         return int(row[0]) + unhanded, int(row[1]) - unhanded, int(row[2])
 
     def _purge(self, queue: str) -> int:
-        removed = int(self._run("purge", {"queue": queue}).rowcount)
+        removed = int(self._run("purge", {"queue": queue}, fetch="count"))
         purged(self.store_key, self.namespace, queue)
         return removed
 
@@ -271,12 +283,14 @@ class PostgresBroker(Broker):
 
     # ---------------------------------------------------------- dead letters
     def _list_dead_letters(self, queue: str, limit: int, offset: int) -> DeadLetterPage:
-        rows = self._run("dead_list", {"queue": queue, "limit": limit, "offset": offset}).fetchall()
+        rows = self._run(
+            "dead_list", {"queue": queue, "limit": limit, "offset": offset}, fetch="all"
+        )
         entries = [_entry(*r) for r in rows[:limit]]
         return DeadLetterPage(entries, offset + limit if len(rows) > limit else None)
 
     def _get_dead_letter(self, queue: str, id: str) -> DeadLetterEntry | None:
-        row = self._run("dead_get", {"queue": queue, "task_id": id}).fetchone()
+        row = self._run("dead_get", {"queue": queue, "task_id": id}, fetch="one")
         return None if row is None else _entry(*row)
 
     def _replay_dead_letters(
@@ -313,7 +327,7 @@ class PostgresBroker(Broker):
             "limit": limit,
             "since": None if since is None else from_epoch(since),
         }
-        return int(self._run("dead_purge", params).rowcount)
+        return int(self._run("dead_purge", params, fetch="count"))
 
     # ------------------------------------------------------------ retention
     def sweep(self) -> dict[str, int]:
@@ -331,7 +345,7 @@ class PostgresBroker(Broker):
             "dead_retention": s.dead_letter_retention,
             "broadcast_retention": s.broadcast_retention,
         }
-        row = self._run("sweep", params).fetchone()
+        row = self._run("sweep", params, fetch="one")
         result = {"dead_letters": row[0], "broadcasts": row[1], "subscriptions": row[2]}
         result["vacuumed"] = self._vacuum() if s.vacuum_threshold is not None else 0
         return result

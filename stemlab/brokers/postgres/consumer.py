@@ -297,12 +297,14 @@ class PostgresConsumer(Consumer):
             "ns": self._broker.namespace,
             "consumer": self.name,
             "prefetch": self._prefetch,
+            "queue": self._queues[0],
             "queues": self._queues,
             "visibility": self._broker.default_visibility_timeout,
         }
+        statement = _sql.query("claim" if len(self._queues) == 1 else "claim_many")
         gens = {q: self._gen(q) for q in self._queues}
         freed = self._freed
-        rows = self._conn.execute(_sql.query("claim"), params, binary=True).fetchall()
+        rows = self._conn.execute(statement, params, binary=True).fetchall()
         trailer = rows.pop()
         local = time.time()
         self._offset = trailer[4].timestamp() - local
@@ -327,7 +329,7 @@ class PostgresConsumer(Consumer):
             self._full = False
             self._more = False
             self._claim_due = False
-            self._retry_soon = bool(more)  # several queues: rows skipped under contention
+            self._retry_soon = bool(more)  # claim_many: rows skipped under contention
 
     def _take_broadcasts(self) -> None:
         self._take_due = False
