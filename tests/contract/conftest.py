@@ -52,8 +52,9 @@ def redis_injector(broker: Broker, queue: str, raw: bytes) -> None:
 
 
 def redis_url(namespace: str, tmp_path: Path) -> tuple[str, dict[str, Any]]:
+    url = require_service("redis", REDIS_URL)
     _REDIS_NAMESPACES.add(namespace)
-    return require_service("redis", REDIS_URL), {"namespace": namespace}
+    return url, {"namespace": namespace}
 
 
 def delete_redis_namespace(url: str, namespace: str) -> int:

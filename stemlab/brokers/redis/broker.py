@@ -6,7 +6,9 @@ of `_lib.lua`. Scripts take the time from the server (`TIME`), fence every recei
 with a per-delivery token, move due delayed messages and expired leases to ready
 inside the claim script (so any client reclaims, with no sweeper process), and
 delete a message's keys as soon as it is acked or dead-lettered. Consumers are woken
-by pub/sub, which also carries broadcasts to every subscriber of the cluster.
+by pub/sub, which also carries broadcasts to every subscriber of the cluster, and a
+publish leases its message straight to a waiting consumer and pushes it there.
+Design notes and benchmarks: docs/redis.md.
 """
 
 from __future__ import annotations
