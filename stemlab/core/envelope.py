@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,7 +11,14 @@ from stemlab.core.clock import as_seconds, require_aware, utcnow
 from stemlab.core.codec import dumps, ensure_json, loads, new_id
 from stemlab.errors import EnvelopeError
 
-__all__ = ["QUEUE_NAME_RE", "Delivery", "Envelope", "validate_priority", "validate_queue_name"]
+__all__ = [
+    "QUEUE_NAME_RE",
+    "Delivery",
+    "Envelope",
+    "undecodable_envelope",
+    "validate_priority",
+    "validate_queue_name",
+]
 
 QUEUE_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
 
@@ -109,8 +116,12 @@ class Envelope:
                 raise ValueError(f"{name} must be an int >= 0, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of every field (instants as ISO-8601 strings)."""
-        data = asdict(self)
+        """A JSON-ready dict of every field (instants as ISO-8601 strings).
+
+        Shallow on purpose: a validated envelope's dicts are JSON data already,
+        and `dataclasses.asdict`'s deep copy would triple the cost of every publish.
+        """
+        data = {name: getattr(self, name) for name in _FIELD_NAMES}
         data["not_before"] = _iso(self.not_before)
         data["enqueued_at"] = _iso(self.enqueued_at)
         return data
@@ -139,6 +150,29 @@ class Envelope:
     @classmethod
     def from_json(cls, text: str | bytes) -> Envelope:
         return cls.from_dict(loads(text))
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(Envelope))
+
+
+def undecodable_envelope(
+    raw: object, queue: str, *, priority: object = 0, error: str = ""
+) -> Envelope:
+    """The best envelope that can be rebuilt around stored bytes that do not decode.
+
+    Adapters dead-letter it with reason "undecodable" so nothing is silently lost
+    and consumption goes on; the raw text (and the decoding error) stay in `args`.
+    """
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes | bytearray) else str(raw)
+    args: dict[str, Any] = {"raw": text}
+    if error:
+        args["error"] = error
+    prio = priority if isinstance(priority, int) and 0 <= priority <= 9 else 0
+    try:
+        validate_queue_name(queue)
+    except ValueError:
+        queue = "default"
+    return Envelope(name="<undecodable>", args=args, queue=queue, priority=prio)
 
 
 @dataclass(frozen=True)

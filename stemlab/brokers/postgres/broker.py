@@ -37,7 +37,7 @@ from stemlab.brokers.postgres.consumer import (
 from stemlab.core.broker import Broker, Consumer
 from stemlab.core.clock import from_epoch, utcnow
 from stemlab.core.codec import dumps, loads
-from stemlab.core.envelope import Delivery, Envelope
+from stemlab.core.envelope import Delivery, Envelope, undecodable_envelope
 from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
 from stemlab.errors import EnvelopeError, LeaseLost, StemlabError
 
@@ -67,8 +67,7 @@ def _entry(body: bytes, reason: str | None, meta: str, dead_at: datetime) -> Dea
     try:
         envelope = Envelope.from_json(body)
     except EnvelopeError:
-        raw = bytes(body).decode("utf-8", "replace")
-        envelope = Envelope(name="<undecodable>", args={"raw": raw})
+        envelope = undecodable_envelope(bytes(body), "default")
     return DeadLetterEntry(envelope, reason, loads(meta), _utc(dead_at))
 
 
@@ -225,8 +224,7 @@ class PostgresBroker(Broker):
         self, row_id: int, token: int, queue: str, body: bytes, exc: Exception
     ) -> None:
         """Dead-letter a claimed row whose body is not an envelope, keeping its bytes."""
-        raw = bytes(body).decode("utf-8", "replace")
-        envelope = Envelope(name="<undecodable>", args={"raw": raw}, queue=queue)
+        envelope = undecodable_envelope(bytes(body), queue, error=str(exc))
         params = {
             "id": row_id,
             "token": token,

@@ -356,7 +356,7 @@ def _entry(raw: bytes, queue: str) -> DeadLetterEntry:
     try:
         envelope = Envelope.from_dict(data["envelope"])
     except (EnvelopeError, KeyError, TypeError) as exc:
-        envelope = undecodable_envelope(dumps(data.get("envelope")), queue, str(exc))
+        envelope = undecodable_envelope(dumps(data.get("envelope")), queue, error=str(exc))
     return DeadLetterEntry(
         envelope, data.get("reason"), data.get("meta") or {}, from_us(data["dead_at_us"])
     )

@@ -197,7 +197,7 @@ class RedisConsumer(Consumer):
         self, queue: str, receipt: str, count: int, expires: int, raw: bytes, exc: Exception
     ) -> None:
         """Dead-letter an undecodable payload with reason "undecodable", then go on."""
-        placeholder = undecodable_envelope(raw, queue, str(exc))
+        placeholder = undecodable_envelope(raw, queue, error=str(exc))
         delivery = Delivery(placeholder, receipt, queue, from_ms(expires), count)
         with contextlib.suppress(LeaseLost):  # settled by someone else meanwhile: fine
             self._broker.dead_letter_as(delivery, "undecodable", {"error": str(exc)}, placeholder)

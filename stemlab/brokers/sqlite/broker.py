@@ -34,11 +34,11 @@ from stemlab.brokers.sqlite.consumer import SQLiteConsumer
 from stemlab.core.broker import Broker, Consumer
 from stemlab.core.clock import from_epoch
 from stemlab.core.codec import dumps, loads
-from stemlab.core.envelope import Delivery, Envelope
+from stemlab.core.envelope import Delivery, Envelope, undecodable_envelope
 from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
 from stemlab.errors import EnvelopeError, LeaseLost, StemlabError
 
-__all__ = ["SQLiteBroker", "parse_receipt", "undecodable_envelope"]
+__all__ = ["SQLiteBroker", "parse_receipt"]
 
 Q = load_sql("queue.sql")
 DL = load_sql("dead_letters.sql")
@@ -56,13 +56,6 @@ def parse_receipt(delivery: Delivery) -> tuple[str, int, int]:
     if kind == "b" and len(numbers) == 1:
         return kind, numbers[0], 0
     raise LeaseLost(f"not a receipt of the sqlite broker: {delivery.receipt!r}")
-
-
-def undecodable_envelope(raw: object, queue: str, priority: int = 0) -> Envelope:
-    """The best envelope we can rebuild around bytes that are not one."""
-    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
-    prio = priority if isinstance(priority, int) and 0 <= priority <= 9 else 0
-    return Envelope(name="<undecodable>", args={"raw": text}, queue=queue, priority=prio)
 
 
 def _micros(seconds: float) -> int:
@@ -225,7 +218,7 @@ class SQLiteBroker(Broker):
                 try:
                     envelope = Envelope.from_json(payload)
                 except EnvelopeError:
-                    envelope = undecodable_envelope(payload, queue, priority)
+                    envelope = undecodable_envelope(payload, queue, priority=priority)
             self.insert_dead(conn, envelope, reason, meta)
 
     def insert_dead(
