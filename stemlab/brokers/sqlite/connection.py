@@ -9,6 +9,7 @@ writer waits on the explicit busy timeout instead of failing half way.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, fields
@@ -122,7 +123,7 @@ def open_connection(settings: Settings) -> sqlite3.Connection:
             check_same_thread=False,
         )
         conn.execute(f"PRAGMA busy_timeout = {int(settings.busy_timeout * 1000)}")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = _wal(conn, settings.busy_timeout)
         conn.execute(f"PRAGMA synchronous = {settings.synchronous}")
     except sqlite3.Error as exc:
         raise translate(exc, f"cannot open {settings.path}") from exc
@@ -130,6 +131,28 @@ def open_connection(settings: Settings) -> sqlite3.Connection:
         conn.close()
         raise ConfigError(f"{settings.path}: WAL journal mode is not available (got {mode!r})")
     return conn
+
+
+def _wal(conn: sqlite3.Connection, patience: float) -> str:
+    """Switch to WAL, retrying while another connection holds the lock the switch needs.
+
+    SQLite answers a journal-mode change that collides with another connection's
+    (first open of a new file by two threads, say) with SQLITE_BUSY at once,
+    without calling the busy handler, so the wait is done here.
+    """
+    deadline = time.monotonic() + patience
+    delay = 0.001
+    while True:
+        mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0])
+        if mode.lower() == "wal":
+            return mode
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def translate(exc: sqlite3.Error, what: str = "sqlite") -> StemlabError:
