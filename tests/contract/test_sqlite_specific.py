@@ -146,6 +146,28 @@ def _hold_write_lock(path: str, seconds: float, started: threading.Event) -> Non
     conn.close()
 
 
+def test_threads_opening_a_new_file_at_once_all_succeed(tmp_path: Path) -> None:
+    """The switch to WAL collides when several connections open a fresh file together;
+    SQLite reports that as "locked" without waiting, so the adapter must retry it."""
+    for attempt in range(40):
+        url = f"sqlite:///{tmp_path / f'race{attempt}.db'}"
+        errors: list[BaseException] = []
+
+        def open_and_count(url: str = url, errors: list[BaseException] = errors) -> None:
+            try:
+                with stemlab.connect(url, namespace="race") as broker:
+                    broker.pending_count("q")
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_and_count) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert not errors, f"attempt {attempt}: {errors[0]!r}"
+
+
 def test_a_writer_waits_for_the_lock_within_the_busy_timeout(tmp_path: Path) -> None:
     with _open(tmp_path, busy_timeout=10.0) as broker:
         started = threading.Event()
