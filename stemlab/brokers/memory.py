@@ -135,14 +135,15 @@ class MemoryBroker(Broker):
     def _purge(self, queue: str) -> int:
         return int(self._locked("purge", queue, self._now()))
 
-    def _pending_count(self, queue: str) -> int:
-        return int(self._locked("pending_count", queue, self._now()))
-
-    def _inflight_count(self, queue: str) -> int:
-        return int(self._locked("inflight_count", queue, self._now()))
-
-    def _delayed_count(self, queue: str) -> int:
-        return int(self._locked("delayed_count", queue, self._now()))
+    def _counts(self, queue: str) -> tuple[int, int, int]:
+        state = self._store.state
+        with self._store.cond:
+            now = self._now()
+            return (
+                state.pending_count(queue, now),
+                state.inflight_count(queue, now),
+                state.delayed_count(queue, now),
+            )
 
     def _list_dead_letters(self, queue: str, limit: int, offset: int) -> DeadLetterPage:
         page: DeadLetterPage = self._locked("list_dead", queue, limit, offset)

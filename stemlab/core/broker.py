@@ -192,17 +192,17 @@ class Broker(abc.ABC):
     def pending_count(self, queue: str) -> int:
         """Messages that are due and not leased."""
         self._check_open()
-        return self._pending_count(validate_queue_name(queue))
+        return self._counts(validate_queue_name(queue))[0]
 
     def inflight_count(self, queue: str) -> int:
         """Messages leased and not yet settled."""
         self._check_open()
-        return self._inflight_count(validate_queue_name(queue))
+        return self._counts(validate_queue_name(queue))[1]
 
     def delayed_count(self, queue: str) -> int:
         """Messages whose `not_before` is still in the future."""
         self._check_open()
-        return self._delayed_count(validate_queue_name(queue))
+        return self._counts(validate_queue_name(queue))[2]
 
     # ---------------------------------------------------------- dead letters
     def list_dead_letters(self, queue: str, *, limit: int = 50, offset: int = 0) -> DeadLetterPage:
@@ -308,13 +308,8 @@ class Broker(abc.ABC):
     def _purge(self, queue: str) -> int: ...
 
     @abc.abstractmethod
-    def _pending_count(self, queue: str) -> int: ...
-
-    @abc.abstractmethod
-    def _inflight_count(self, queue: str) -> int: ...
-
-    @abc.abstractmethod
-    def _delayed_count(self, queue: str) -> int: ...
+    def _counts(self, queue: str) -> tuple[int, int, int]:
+        """(pending, inflight, delayed) of one queue, read together."""
 
     @abc.abstractmethod
     def _list_dead_letters(self, queue: str, limit: int, offset: int) -> DeadLetterPage: ...

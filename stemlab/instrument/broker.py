@@ -302,14 +302,8 @@ class InstrumentedBroker(Broker):
     def _purge(self, queue: str) -> int:
         return self._inner._purge(queue)
 
-    def _pending_count(self, queue: str) -> int:
-        return self._inner._pending_count(queue)
-
-    def _inflight_count(self, queue: str) -> int:
-        return self._inner._inflight_count(queue)
-
-    def _delayed_count(self, queue: str) -> int:
-        return self._inner._delayed_count(queue)
+    def _counts(self, queue: str) -> tuple[int, int, int]:
+        return self._inner._counts(queue)
 
     def _list_dead_letters(self, queue: str, limit: int, offset: int) -> DeadLetterPage:
         return self._inner._list_dead_letters(queue, limit, offset)

@@ -352,8 +352,8 @@ class _Counting(Broker):
         return self.inner.purge(queue)
 
     _publish = _broadcast = _consume = _ack = _nack = _dead_letter = None  # type: ignore[assignment]
-    _extend_lease = _purge = _pending_count = _inflight_count = None  # type: ignore[assignment]
-    _delayed_count = _list_dead_letters = _get_dead_letter = None  # type: ignore[assignment]
+    _extend_lease = _purge = _counts = None  # type: ignore[assignment]
+    _list_dead_letters = _get_dead_letter = None  # type: ignore[assignment]
     _replay_dead_letters = _purge_dead_letters = _close = None  # type: ignore[assignment]
 
 

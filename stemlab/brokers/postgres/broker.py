@@ -270,15 +270,6 @@ class PostgresBroker(Broker):
         purged(self.store_key, self.namespace, queue)
         return removed
 
-    def _pending_count(self, queue: str) -> int:
-        return self._counts(queue)[0]
-
-    def _inflight_count(self, queue: str) -> int:
-        return self._counts(queue)[1]
-
-    def _delayed_count(self, queue: str) -> int:
-        return self._counts(queue)[2]
-
     # ---------------------------------------------------------- dead letters
     def _list_dead_letters(self, queue: str, limit: int, offset: int) -> DeadLetterPage:
         rows = self._run(

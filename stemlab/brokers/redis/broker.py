@@ -279,18 +279,9 @@ class RedisBroker(Broker):
         return from_ms(expires)
 
     # ---------------------------------------------------------------- counts
-    def _counts(self, queue: str) -> list[int]:
-        result: list[int] = self._eval("counts", [self.prefix, queue])
-        return result
-
-    def _pending_count(self, queue: str) -> int:
-        return self._counts(queue)[0]
-
-    def _inflight_count(self, queue: str) -> int:
-        return self._counts(queue)[1]
-
-    def _delayed_count(self, queue: str) -> int:
-        return self._counts(queue)[2]
+    def _counts(self, queue: str) -> tuple[int, int, int]:
+        pending, inflight, delayed = self._eval("counts", [self.prefix, queue])
+        return int(pending), int(inflight), int(delayed)
 
     def _purge(self, queue: str) -> int:
         total = 0

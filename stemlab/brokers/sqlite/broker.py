@@ -239,23 +239,19 @@ class SQLiteBroker(Broker):
         )
 
     # --------------------------------------------------------------- counting
-    def _scalar(self, name: str, queue: str) -> int:
-        params = {"ns": self.namespace, "queue": queue, "now": self.now()}
-        with reading():
-            return int(self._conn().execute(Q[name], params).fetchone()[0])
-
     def _purge(self, queue: str) -> int:
         with write(self._conn()) as conn:
             return int(conn.execute(Q["purge"], {"ns": self.namespace, "queue": queue}).rowcount)
 
-    def _pending_count(self, queue: str) -> int:
-        return self._scalar("pending_count", queue)
-
-    def _inflight_count(self, queue: str) -> int:
-        return self._scalar("inflight_count", queue)
-
-    def _delayed_count(self, queue: str) -> int:
-        return self._scalar("delayed_count", queue)
+    def _counts(self, queue: str) -> tuple[int, int, int]:
+        params = {"ns": self.namespace, "queue": queue, "now": self.now()}
+        with reading():
+            conn = self._conn()
+            return (
+                int(conn.execute(Q["pending_count"], params).fetchone()[0]),
+                int(conn.execute(Q["inflight_count"], params).fetchone()[0]),
+                int(conn.execute(Q["delayed_count"], params).fetchone()[0]),
+            )
 
     # ----------------------------------------------------------- dead letters
     @staticmethod
