@@ -1,12 +1,20 @@
-"""The stemlab error tree: every adapter translates its driver's errors into these."""
+"""The stemlab error tree: every adapter translates its driver's errors into these.
+
+The model's and calibration's errors live here too, so one `except StemlabError`
+catches everything stemlab raises on purpose; the value errors keep `ValueError`
+as a second base.
+"""
 
 from __future__ import annotations
 
 __all__ = [
     "BrokerUnavailable",
+    "CalibrationError",
     "ConfigError",
     "EnvelopeError",
     "LeaseLost",
+    "ProfileError",
+    "ScenarioError",
     "StemlabError",
 ]
 
@@ -29,3 +37,15 @@ class LeaseLost(StemlabError):
 
 class BrokerUnavailable(StemlabError):
     """The service could not be reached, after the adapter's bounded retries."""
+
+
+class ScenarioError(StemlabError, ValueError):
+    """An invalid scenario; the message names the offending field."""
+
+
+class ProfileError(StemlabError, ValueError):
+    """An invalid or missing broker profile; the message names the field or the known names."""
+
+
+class CalibrationError(StemlabError):
+    """The broker did not behave well enough to be measured (it lost or withheld messages)."""

@@ -32,7 +32,7 @@ import numpy as np
 from stemlab.core.broker import Broker
 from stemlab.core.codec import new_id
 from stemlab.core.envelope import Delivery, Envelope
-from stemlab.errors import StemlabError
+from stemlab.errors import CalibrationError
 from stemlab.instrument import InstrumentedBroker
 
 __all__ = ["QUEUE", "Measurements", "Plan", "measure"]
@@ -43,10 +43,6 @@ _WARMUP = 5  # first calls of a phase (connection set-up, caches) are not counte
 _GET_S = 5.0  # longest a calibration get may wait before the broker is declared stuck
 
 Tick = Callable[[int], None]
-
-
-class CalibrationError(StemlabError):
-    """The broker did not behave well enough to be measured (it lost or withheld messages)."""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from stemlab.errors import ScenarioError
 from stemlab.sim.distributions import Distribution, Exponential, distribution_from_dict
 
 __all__ = ["RETRY_BACKOFF", "RETRY_MAX", "Scenario", "ScenarioError"]
@@ -17,10 +18,6 @@ __all__ = ["RETRY_BACKOFF", "RETRY_MAX", "Scenario", "ScenarioError"]
 # then dead-lettered.
 RETRY_MAX = 3
 RETRY_BACKOFF = 0.05
-
-
-class ScenarioError(ValueError):
-    """An invalid scenario; the message names the offending field."""
 
 
 def _check_number(name: str, value: Any, *, minimum: float, strict: bool) -> float:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from stemlab.core.records import Capabilities
+from stemlab.errors import ProfileError
 from stemlab.sim.distributions import Constant, Distribution, distribution_from_dict
 
 __all__ = [
@@ -34,10 +35,6 @@ OPS = ("publish", "claim", "ack", "extend", "nack", "dead_letter")
 BROKER_NAMES = ("ideal", "memory", "sqlite", "redis", "postgres")
 PICKUPS = ("blocking", "polling")
 _SCOPES = ("process", "host", "cluster", None)
-
-
-class ProfileError(ValueError):
-    """An invalid profile; the message names the offending field."""
 
 
 def _opt_positive(name: str, value: Any) -> float | None:
