@@ -5,6 +5,7 @@ instrumentation around every adapter, and a simpy simulator of each broker.
 """
 
 from stemlab import errors
+from stemlab._version import __version__
 from stemlab.brokers import connect
 from stemlab.calibration import calibrate
 from stemlab.core import (
@@ -21,12 +22,11 @@ from stemlab.core import (
     SystemClock,
 )
 from stemlab.errors import BrokerUnavailable, ConfigError, EnvelopeError, LeaseLost, StemlabError
-from stemlab.experiments import RunResult, Scenario, compare, run_live
-from stemlab.experiments.validate import ValidationReport, validate
+from stemlab.experiments import ValidationReport, validate
 from stemlab.instrument import InstrumentedBroker, instrument
-from stemlab.sim import BrokerProfile, load_profile, simulate, sweep
-
-__version__ = "0.1.0"
+from stemlab.live import run_live
+from stemlab.model import BrokerProfile, RunResult, Scenario, compare, load_profile
+from stemlab.sim import simulate, sweep
 
 __all__ = [
     "Broker",

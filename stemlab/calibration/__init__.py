@@ -20,15 +20,17 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
+from stemlab._version import __version__
 from stemlab.brokers import connect
 from stemlab.calibration.fit import fit_latency, fit_poll, fit_reclaim, quantiles, wakeup
-from stemlab.calibration.measure import QUEUE, CalibrationError, Measurements, Plan, measure
+from stemlab.calibration.measure import QUEUE, Measurements, Plan, measure
 from stemlab.core.broker import Broker
-from stemlab.experiments.live import broker_name
-from stemlab.experiments.progress import Progress
+from stemlab.core.progress import Progress
+from stemlab.errors import CalibrationError
 from stemlab.instrument import InstrumentedBroker, instrument
-from stemlab.sim.distributions import Distribution
-from stemlab.sim.profile import OPS, BrokerProfile
+from stemlab.model.distributions import Distribution
+from stemlab.model.names import broker_name
+from stemlab.model.profile import OPS, BrokerProfile
 
 __all__ = ["PROFILE_VERSION", "CalibrationError", "Plan", "calibrate", "describe", "redact"]
 
@@ -170,8 +172,6 @@ def _provenance(
     load_before: list[float] | None,
 ) -> dict[str, Any]:
     """Where, when and how the profile was measured."""
-    from stemlab import __version__
-
     caps = ib.capabilities
     return {
         "status": "calibrated",

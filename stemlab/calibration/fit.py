@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from stemlab.calibration.measure import Measurements
-from stemlab.sim.distributions import Constant, Distribution, Empirical, LogNormal
+from stemlab.model.distributions import Constant, Distribution, Empirical, LogNormal
 
 __all__ = [
     "KS_MAX",

@@ -10,9 +10,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from stemlab.experiments.result import RunResult
-from stemlab.experiments.scenario import Scenario, ScenarioError
-from stemlab.sim.distributions import Exponential
+from stemlab.model.distributions import Exponential
+from stemlab.model.result import RunResult
+from stemlab.model.scenario import Scenario, ScenarioError
 
 __all__ = [
     "DEFAULT_SCENARIO",

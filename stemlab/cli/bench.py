@@ -1,4 +1,4 @@
-"""`stemlab bench URL`: enqueue rate, drain rate and pickup latency of a broker (stemlab.bench)."""
+"""`stemlab bench URL`: enqueue rate, drain rate and pickup latency (`stemlab.live.bench`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from stemlab import bench
-from stemlab.experiments.progress import ticking
+from stemlab.core.progress import ticking
+from stemlab.live import bench
 
 __all__ = ["register", "run"]
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import stemlab
-from stemlab.sim.profile import BrokerProfile
+from stemlab.calibration import redact
+from stemlab.model.profile import BrokerProfile
 
 __all__ = ["profile_table", "register", "run"]
 
@@ -73,8 +74,6 @@ def profile_table(profile: BrokerProfile) -> str:
 def run(args: argparse.Namespace) -> int:
     with stemlab.connect(args.url, namespace=args.namespace) as broker:
         profile = stemlab.calibrate(broker, quick=args.quick, name=args.name, progress=True)
-    from stemlab.calibration import redact
-
     profile.meta["broker"] = redact(args.url)
     print(profile_table(profile))
     if args.output:

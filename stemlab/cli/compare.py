@@ -9,9 +9,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from stemlab.cli._common import add_scenario_args, load_scenario, out_dir, summary_table
-from stemlab.experiments.progress import Progress
-from stemlab.experiments.result import RunResult, compare
-from stemlab.sim.profile import load_profile
+from stemlab.core.progress import Progress
+from stemlab.model.profile import load_profile
+from stemlab.model.result import RunResult, compare
+from stemlab.sim import simulate
 
 __all__ = ["register", "run"]
 
@@ -42,8 +43,6 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stemlab.sim.simulation import simulate
-
     scenario = load_scenario(args.scenario, args.tasks)
     names = [b.strip() for b in args.brokers.split(",") if b.strip()]
     if not names:

@@ -13,6 +13,7 @@ from stemlab.cli._common import (
     summary_json,
     summary_table,
 )
+from stemlab.viz import latency_cdf, queue_depth
 
 __all__ = ["register", "run"]
 
@@ -37,8 +38,6 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stemlab.viz import latency_cdf, queue_depth
-
     scenario = load_scenario(args.scenario, args.tasks)
     with stemlab.connect(args.url, namespace=args.namespace) as broker:
         result = stemlab.run_live(scenario, broker, seed=args.seed, progress=True)

@@ -12,8 +12,10 @@ from stemlab.cli._common import (
     summary_json,
     summary_table,
 )
-from stemlab.experiments.progress import ticking
-from stemlab.sim.profile import load_profile
+from stemlab.core.progress import ticking
+from stemlab.model.profile import load_profile
+from stemlab.sim import simulate
+from stemlab.viz import latency_cdf, queue_depth
 
 __all__ = ["register", "run"]
 
@@ -37,9 +39,6 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stemlab.sim.simulation import simulate
-    from stemlab.viz import latency_cdf, queue_depth
-
     scenario = load_scenario(args.scenario, args.tasks)
     profile = load_profile(args.broker)
     with ticking(f"simulating {scenario.name} on {profile.name}"):

@@ -9,7 +9,7 @@ from typing import Any
 
 import stemlab
 from stemlab.cli._common import load_scenario, out_dir
-from stemlab.experiments.validate import ValidationReport, fidelity_table
+from stemlab.experiments import ValidationReport, fidelity_table
 
 __all__ = ["register", "run"]
 

@@ -1,7 +1,5 @@
-"""Scenarios, run results and the experiments over them (simulate, run_live, compare)."""
+"""Experiments that combine the simulator, live runs and calibration: `validate`."""
 
-from stemlab.experiments.live import run_live
-from stemlab.experiments.result import RunResult, TaskLedger, compare
-from stemlab.experiments.scenario import Scenario, ScenarioError
+from stemlab.experiments.validate import ValidationReport, fidelity_table, validate
 
-__all__ = ["RunResult", "Scenario", "ScenarioError", "TaskLedger", "compare", "run_live"]
+__all__ = ["ValidationReport", "fidelity_table", "validate"]

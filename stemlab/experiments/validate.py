@@ -22,12 +22,15 @@ import numpy as np
 import pandas as pd
 
 from stemlab.brokers import connect
+from stemlab.calibration import calibrate
 from stemlab.core.broker import Broker
-from stemlab.experiments.live import broker_name, run_live
-from stemlab.experiments.progress import Progress
-from stemlab.experiments.result import RunResult
-from stemlab.experiments.scenario import Scenario
-from stemlab.sim.profile import BrokerProfile, load_profile
+from stemlab.core.progress import Progress
+from stemlab.live import run_live
+from stemlab.model.names import broker_name
+from stemlab.model.profile import BrokerProfile, load_profile
+from stemlab.model.result import RunResult
+from stemlab.model.scenario import Scenario
+from stemlab.sim import simulate
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -263,9 +266,6 @@ def validate(
         raise TypeError(f"scenario must be a Scenario, got {type(scenario).__name__}")
     if isinstance(replications, bool) or not isinstance(replications, int) or replications < 1:
         raise ValueError(f"replications must be an int >= 1, got {replications!r}")
-    from stemlab.calibration import calibrate
-    from stemlab.sim.simulation import simulate
-
     with _opened(broker) as raw:
         name = broker_name(raw)
         chosen = (

@@ -1,19 +1,13 @@
-"""The simulator: duration distributions, broker profiles, `simulate` and `sweep`.
+"""The simulator: the model played in simpy time (`simulate`, `sweep`, queueing theory).
 
 `simulate(scenario, broker, seed)` drives the shared queue state machine in
 simpy time with a broker's `BrokerProfile`; `sweep` runs parameter grids on
-any `concurrent.futures.Executor`.
-
-`simulate` and `sweep` are loaded on first use: `stemlab.experiments.scenario`
-imports the distributions from this package while `stemlab.experiments` is
-still loading, and the simulator itself needs `stemlab.experiments`.
+any `concurrent.futures.Executor`. The distributions and profiles it reads
+are defined in `stemlab.model` and re-exported here, where users look for
+them (`from stemlab.sim import Exponential`).
 """
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
-
-from stemlab.sim.distributions import (
+from stemlab.model.distributions import (
     Constant,
     Distribution,
     Empirical,
@@ -21,11 +15,9 @@ from stemlab.sim.distributions import (
     LogNormal,
     distribution_from_dict,
 )
-from stemlab.sim.profile import BrokerProfile, ProfileError, load_profile
-
-if TYPE_CHECKING:
-    from stemlab.sim.simulation import simulate
-    from stemlab.sim.sweeps import sweep
+from stemlab.model.profile import BrokerProfile, ProfileError, load_profile
+from stemlab.sim.simulation import simulate
+from stemlab.sim.sweeps import sweep
 
 __all__ = [
     "BrokerProfile",
@@ -40,15 +32,3 @@ __all__ = [
     "simulate",
     "sweep",
 ]
-
-_LAZY = {"simulate": "stemlab.sim.simulation", "sweep": "stemlab.sim.sweeps"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'stemlab.sim' has no attribute {name!r}")

@@ -17,8 +17,8 @@ from collections.abc import Callable, Generator
 import numpy as np
 import simpy
 
-from stemlab.experiments.scenario import Scenario
-from stemlab.sim.distributions import Exponential
+from stemlab.model.distributions import Exponential
+from stemlab.model.scenario import Scenario
 from stemlab.sim.simulation import simulate
 from stemlab.sim.theory import mmc_mean_wait
 

@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from stemlab.experiments.result import RunResult, empty_ops
-from stemlab.experiments.scenario import Scenario
-from stemlab.experiments.workload import make_workload, streams
 from stemlab.instrument.records import Row, ops_to_frame
-from stemlab.sim.model import SIM_QUEUE, SimBroker
-from stemlab.sim.profile import BrokerProfile, load_profile
+from stemlab.model.profile import BrokerProfile, load_profile
+from stemlab.model.result import RunResult, empty_ops
+from stemlab.model.scenario import Scenario
+from stemlab.model.workload import make_workload, streams
+from stemlab.sim.broker import SIM_QUEUE, SimBroker
 from stemlab.sim.workers import SimRun
 
 __all__ = ["simulate", "task_ids"]

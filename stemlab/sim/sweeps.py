@@ -19,9 +19,9 @@ from typing import Any
 
 import pandas as pd
 
-from stemlab.experiments.scenario import Scenario, ScenarioError
-from stemlab.sim.distributions import Distribution
-from stemlab.sim.profile import BrokerProfile, load_profile
+from stemlab.model.distributions import Distribution
+from stemlab.model.profile import BrokerProfile, load_profile
+from stemlab.model.scenario import Scenario, ScenarioError
 from stemlab.sim.simulation import simulate
 
 __all__ = ["grid_points", "run_point", "sweep"]

@@ -1,6 +1,6 @@
 """The producer and the task slots of a simulated run, following `run_live`'s specification.
 
-`stemlab.experiments.live`'s docstring specifies the worker behaviour; this
+`stemlab.live.run`'s docstring specifies the worker behaviour; this
 module copies it step by step in simulated time. Producer: at each arrival
 the task is recorded as enqueued and published. Slots: `scenario.workers`
 of them, each with its own consumer of `scenario.prefetch`; before each
@@ -30,11 +30,11 @@ import simpy
 from stemlab.core.clock import from_epoch
 from stemlab.core.state import Lease
 from stemlab.errors import LeaseLost
-from stemlab.experiments.liveworker import POLL_S
-from stemlab.experiments.result import TaskLedger
-from stemlab.experiments.scenario import Scenario
-from stemlab.experiments.workload import RENEW_FRACTION, Workload, draw_execution, retry_delay
-from stemlab.sim.model import SIM_QUEUE, EnvelopeFactory, SimBroker
+from stemlab.model.protocol import POLL_S, RENEW_FRACTION, retry_delay
+from stemlab.model.result import TaskLedger
+from stemlab.model.scenario import Scenario
+from stemlab.model.workload import Workload, draw_execution
+from stemlab.sim.broker import SIM_QUEUE, EnvelopeFactory, SimBroker
 
 __all__ = ["COUNTERS", "GET_TIMEOUT", "SimRun"]
 

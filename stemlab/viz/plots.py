@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from stemlab.experiments.result import RunResult
+from stemlab.model.result import RunResult
 
 __all__ = ["latency_cdf", "queue_depth", "redeliveries_over_time", "wait_by_priority"]
 

@@ -17,8 +17,8 @@ from stemlab import Broker, BrokerProfile, Scenario, calibrate, load_profile, si
 from stemlab.calibration import PROFILE_VERSION, Plan, redact
 from stemlab.calibration.fit import RECLAIM_CLAIM_TIME_S, fit_latency, fit_poll, fit_reclaim
 from stemlab.calibration.measure import QUEUE, Measurements
+from stemlab.model.profile import OPS
 from stemlab.sim import Constant, Empirical, Exponential, LogNormal
-from stemlab.sim.profile import OPS
 from tests.experiments.conftest import CLEANUP, _url
 
 QUICK_LIMIT_S = 15.0  # the bound for quick=True

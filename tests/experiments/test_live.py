@@ -25,8 +25,8 @@ from stemlab import (
     instrument,
     run_live,
 )
-from stemlab.experiments.result import OP_COLUMNS, SUMMARY_KEYS, TASK_COLUMNS
-from stemlab.experiments.scenario import RETRY_MAX
+from stemlab.model.protocol import RETRY_MAX
+from stemlab.model.result import OP_COLUMNS, SUMMARY_KEYS, TASK_COLUMNS
 from stemlab.sim import Constant, Exponential
 
 TIME_COLUMNS = ["enqueued_at", "first_delivered_at", "started_at", "finished_at", "acked_at"]

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 import stemlab
 from stemlab import RunResult, Scenario, run_live, viz
-from stemlab.experiments.result import TaskLedger, empty_ops
+from stemlab.model.result import TaskLedger, empty_ops
 from stemlab.sim import Constant
 
 PLOTS = [viz.latency_cdf, viz.queue_depth, viz.wait_by_priority, viz.redeliveries_over_time]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from stemlab import Scenario, simulate
-from stemlab.experiments.scenario import RETRY_MAX
+from stemlab.model.protocol import RETRY_MAX
 from stemlab.sim import BrokerProfile, Constant, Exponential, load_profile
 from stemlab.sim.workers import GET_TIMEOUT
 

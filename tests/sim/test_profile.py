@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from stemlab.core.records import Capabilities
+from stemlab.model.profile import BROKER_NAMES, profiles_dir
 from stemlab.sim import BrokerProfile, Constant, Exponential, LogNormal, ProfileError, load_profile
-from stemlab.sim.profile import BROKER_NAMES, profiles_dir
 
 
 def test_every_shipped_profile_loads_and_round_trips() -> None:

@@ -10,11 +10,11 @@ import pytest
 
 from stemlab import Scenario, compare, simulate
 from stemlab.core.state import QueueState
-from stemlab.experiments.liveworker import QUEUE
-from stemlab.experiments.result import OP_COLUMNS, SUMMARY_KEYS, TASK_COLUMNS
 from stemlab.instrument.records import ops_to_frame
+from stemlab.model.profile import BROKER_NAMES
+from stemlab.model.protocol import QUEUE
+from stemlab.model.result import OP_COLUMNS, SUMMARY_KEYS, TASK_COLUMNS
 from stemlab.sim import BrokerProfile, Constant, Exponential, LogNormal
-from stemlab.sim.profile import BROKER_NAMES
 
 
 def small(**changes: object) -> Scenario:

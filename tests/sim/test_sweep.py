@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from stemlab import Scenario, sweep
-from stemlab.experiments.result import SUMMARY_KEYS
-from stemlab.experiments.scenario import ScenarioError
+from stemlab.model.result import SUMMARY_KEYS
+from stemlab.model.scenario import ScenarioError
 from stemlab.sim import Exponential
 from stemlab.sim.sweeps import grid_points
 

@@ -6,7 +6,7 @@ import pytest
 
 from stemlab.calibration import CalibrationError
 from stemlab.errors import StemlabError
-from stemlab.experiments.scenario import ScenarioError
+from stemlab.model.scenario import ScenarioError
 from stemlab.sim import ProfileError
 
 

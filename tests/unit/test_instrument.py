@@ -11,9 +11,9 @@ import pytest
 
 import stemlab
 from stemlab import Broker, Envelope, InstrumentedBroker, LeaseLost, instrument
-from stemlab.experiments.result import OP_COLUMNS as RESULT_OP_COLUMNS
 from stemlab.instrument import OP_COLUMNS, op_stats
-from stemlab.instrument.bench import measure_overhead
+from stemlab.live.overhead import measure_overhead
+from stemlab.model.result import OP_COLUMNS as RESULT_OP_COLUMNS
 
 
 @pytest.fixture

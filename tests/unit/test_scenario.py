@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from stemlab import Scenario
-from stemlab.experiments.scenario import ScenarioError
+from stemlab.model.scenario import ScenarioError
 from stemlab.sim import Constant, Empirical, Exponential, LogNormal
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "data" / "scenarios"

@@ -10,21 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stemlab.experiments.scenario import RETRY_BACKOFF, RETRY_MAX, Scenario
+from stemlab.model.scenario import Scenario
 
-__all__ = [
-    "RENEW_FRACTION",
-    "Execution",
-    "Workload",
-    "draw_execution",
-    "make_workload",
-    "retry_delay",
-    "streams",
-]
-
-# A worker that renews leases extends by the full visibility timeout every
-# RENEW_FRACTION of it (a third, like most brokers' heartbeats).
-RENEW_FRACTION = 1 / 3
+__all__ = ["Execution", "Workload", "draw_execution", "make_workload", "streams"]
 
 
 @dataclass(frozen=True)
@@ -80,10 +68,3 @@ def draw_execution(scenario: Scenario, rng: np.random.Generator) -> Execution:
     if u < scenario.crash_probability + scenario.failure_probability:
         return Execution(service, "fail")
     return Execution(service, "ok")
-
-
-def retry_delay(attempt: int) -> float | None:
-    """Backoff before retry number `attempt + 1`, or None when retries are used up."""
-    if attempt >= RETRY_MAX:
-        return None
-    return float(RETRY_BACKOFF * 2**attempt)

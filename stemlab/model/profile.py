@@ -19,7 +19,7 @@ from typing import Any
 
 from stemlab.core.records import Capabilities
 from stemlab.errors import ProfileError
-from stemlab.sim.distributions import Constant, Distribution, distribution_from_dict
+from stemlab.model.distributions import Constant, Distribution, distribution_from_dict
 
 __all__ = [
     "BROKER_NAMES",

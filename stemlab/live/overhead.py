@@ -1,6 +1,6 @@
 """How much instrumentation costs: drain throughput of a bare vs an instrumented broker.
 
-Run ``python -m stemlab.instrument.bench [--url memory:// --messages 20000 --repeats 9]``.
+Run ``python -m stemlab.live.overhead [--url memory:// --messages 20000 --repeats 9]``.
 Each repeat fills a fresh namespace with the same messages (not timed) and
 times one consumer draining it (``get`` + ``ack``), bare and instrumented
 back to back (in alternating order). Throughput is counted both per second

@@ -76,34 +76,23 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from stemlab.brokers import SCHEMES, connect
+from stemlab.brokers import connect
 from stemlab.core.broker import Broker
 from stemlab.core.clock import from_epoch
 from stemlab.core.codec import new_id
 from stemlab.core.envelope import Envelope
-from stemlab.experiments.liveworker import QUEUE, LiveRun, Slot
-from stemlab.experiments.progress import Progress
-from stemlab.experiments.result import RunResult
-from stemlab.experiments.scenario import RETRY_MAX, Scenario
-from stemlab.experiments.workload import Workload, make_workload, retry_delay, streams
+from stemlab.core.progress import Progress
 from stemlab.instrument import InstrumentedBroker, instrument
+from stemlab.live.worker import LiveRun, Slot
+from stemlab.model.names import broker_name
+from stemlab.model.protocol import QUEUE, RETRY_MAX, TASK_NAME, retry_delay
+from stemlab.model.result import RunResult
+from stemlab.model.scenario import Scenario
+from stemlab.model.workload import Workload, make_workload, streams
 
-__all__ = ["QUEUE", "TASK_NAME", "broker_name", "default_deadline", "run_live"]
+__all__ = ["default_deadline", "run_live"]
 
-TASK_NAME = "stemlab.task"
 _TICK_S = 0.1  # how often the main thread refreshes the progress bar while waiting
-
-
-def broker_name(broker: Broker) -> str:
-    """The adapter's URL scheme, shortest alias ("memory", "postgres"...), else its class name."""
-    inner = broker.inner if isinstance(broker, InstrumentedBroker) else broker
-    cls = type(inner)
-    schemes = [
-        scheme
-        for scheme, (module, class_name, _extra) in SCHEMES.items()
-        if cls.__name__ == class_name and cls.__module__.startswith(module)
-    ]
-    return min(schemes, key=len) if schemes else cls.__name__  # "postgres", not "postgresql"
 
 
 def default_deadline(scenario: Scenario, workload: Workload, broker: Broker) -> float:

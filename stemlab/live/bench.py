@@ -1,6 +1,6 @@
 """A broker benchmark measured exactly like the peer benchmarks, for any broker URL.
 
-    python -m stemlab.bench URL [--n 5000] [--rate 200] [--seconds 5] [--processes 1] [--json]
+    python -m stemlab.live.bench URL [--n 5000] [--rate 200] [--seconds 5] [--processes 1] [--json]
 
 Method (the peers' `common.py`): every task is a no-op whose consumer appends
 "<t_enq> <t_start>" to a log (one `os.write`); `t_enq` is `time.time()` taken
@@ -30,8 +30,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import stemlab
-from stemlab import Broker, Envelope
+from stemlab.brokers import connect
+from stemlab.core.broker import Broker
+from stemlab.core.envelope import Envelope
 
 __all__ = ["BenchResult", "main", "run"]
 
@@ -88,7 +89,7 @@ def _worker_main(url: str, log: str, prefetch: int) -> None:
     """Entry point of a consumer subprocess; SIGTERM ends it cleanly."""
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    with stemlab.connect(url, namespace=NAMESPACE) as broker:
+    with connect(url, namespace=NAMESPACE) as broker:
         consume_loop(broker, log, prefetch, stopping.is_set)
 
 
@@ -106,12 +107,12 @@ class _Consumers:
                 thread.start()
                 self._threads.append(thread)
             else:
-                cmd = [sys.executable, "-m", "stemlab.bench", url, "--worker-log", log]
+                cmd = [sys.executable, "-m", "stemlab.live.bench", url, "--worker-log", log]
                 cmd += ["--prefetch", str(prefetch)]
                 self._procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL))
 
     def _thread(self, url: str, log: str, prefetch: int) -> None:
-        with stemlab.connect(url, namespace=NAMESPACE) as broker:
+        with connect(url, namespace=NAMESPACE) as broker:
             consume_loop(broker, log, prefetch, self._stop.is_set)
 
     def alive(self) -> bool:
@@ -245,7 +246,7 @@ def run(
     res = BenchResult(url, n, processes, kind, pickup_rate=rate, pickup_seconds=seconds)
     res.loadavg, res.cpus = os.getloadavg(), os.cpu_count()
     tmp = tempfile.mkdtemp(prefix="stemlab-bench-")
-    broker = stemlab.connect(url, namespace=NAMESPACE)
+    broker = connect(url, namespace=NAMESPACE)
     try:
         for prefetch in DRAIN_PREFETCH:
             _drain(broker, res, tmp, prefetch, threads)
@@ -266,7 +267,7 @@ def table(res: BenchResult) -> str:
     """A small human-readable table of one run."""
     who = f"{res.processes} consumer {'thread' if 'thread' in res.consumer_kind else 'process'}"
     rows = [
-        (f"stemlab.bench {res.url}", f"N={res.n}, {who}{'es' if res.processes > 1 else ''}"),
+        (f"stemlab.live.bench {res.url}", f"N={res.n}, {who}{'es' if res.processes > 1 else ''}"),
         ("consumer runs as", res.consumer_kind),
         ("enqueue/s (1 producer, 1 call/task)", _fmt(res.enqueue_per_s)),
     ]
@@ -283,7 +284,9 @@ def table(res: BenchResult) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m stemlab.bench", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m stemlab.live.bench", description=__doc__.split("\n")[0]
+    )
     p.add_argument("url", help="broker URL, e.g. sqlite:///bench.db or redis://127.0.0.1:6379/2")
     p.add_argument("--n", type=int, default=5000, help="tasks per drain measurement")
     p.add_argument("--rate", type=float, default=200.0, help="publish rate of the pickup test")

@@ -27,11 +27,9 @@ import simpy
 
 from stemlab.core.envelope import Envelope
 from stemlab.core.state import QueueState
-from stemlab.experiments.live import TASK_NAME
-from stemlab.experiments.liveworker import QUEUE
-from stemlab.experiments.scenario import RETRY_MAX
-from stemlab.sim.distributions import Constant, Distribution
-from stemlab.sim.profile import OPS, BrokerProfile
+from stemlab.model.distributions import Constant, Distribution
+from stemlab.model.profile import OPS, BrokerProfile
+from stemlab.model.protocol import QUEUE, RETRY_MAX, TASK_NAME
 
 __all__ = ["SIM_QUEUE", "EnvelopeFactory", "LatencyDraw", "SimBroker"]
 

@@ -1,6 +1,6 @@
 """The moving parts of a live run: shared run state and the worker slot threads.
 
-`run_live` (in `live.py`, whose docstring is the specification the simulator
+`run_live` (in `run.py`, whose docstring is the specification the simulator
 copies) owns the producer and the clock; each `Slot` here is one task slot:
 a thread with its own consumer that executes deliveries one at a time.
 """
@@ -20,14 +20,13 @@ from stemlab.core.broker import Broker, Consumer
 from stemlab.core.clock import from_epoch
 from stemlab.core.envelope import Delivery
 from stemlab.errors import LeaseLost
-from stemlab.experiments.result import TaskLedger
-from stemlab.experiments.scenario import Scenario
-from stemlab.experiments.workload import RENEW_FRACTION, Execution, draw_execution, retry_delay
+from stemlab.model.protocol import POLL_S, QUEUE, RENEW_FRACTION, retry_delay
+from stemlab.model.result import TaskLedger
+from stemlab.model.scenario import Scenario
+from stemlab.model.workload import Execution, draw_execution
 
-__all__ = ["COUNTERS", "POLL_S", "QUEUE", "LiveRun", "Slot"]
+__all__ = ["COUNTERS", "LiveRun", "Slot"]
 
-QUEUE = "scenario"
-POLL_S = 0.1  # how long an idle slot blocks in one get() before checking for the end
 COUNTERS = (
     "crashes",
     "failures",

@@ -9,15 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from stemlab.errors import ScenarioError
-from stemlab.sim.distributions import Distribution, Exponential, distribution_from_dict
+from stemlab.model.distributions import Distribution, Exponential, distribution_from_dict
 
-__all__ = ["RETRY_BACKOFF", "RETRY_MAX", "Scenario", "ScenarioError"]
-
-# The runtime retry path shared by run_live and simulate: a failed task is
-# retried after RETRY_BACKOFF * 2**attempt seconds, up to RETRY_MAX times,
-# then dead-lettered.
-RETRY_MAX = 3
-RETRY_BACKOFF = 0.05
+__all__ = ["Scenario", "ScenarioError"]
 
 
 def _check_number(name: str, value: Any, *, minimum: float, strict: bool) -> float:
