@@ -2,12 +2,22 @@
 
 One Broker contract with in-memory, SQLite, Redis and Postgres adapters,
 instrumentation around every adapter, and a simpy simulator of each broker.
+
+`import stemlab` stays light: the contract, the adapters and instrumentation
+load at once, while the names that need numpy, pandas or simpy (scenarios,
+profiles, `simulate`, `run_live`, `calibrate`, `validate`...) load on first
+use through a module `__getattr__` (PEP 562). That is for import time only;
+the packages themselves import each other in layers (see pyproject.toml).
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from stemlab import errors
 from stemlab._version import __version__
 from stemlab.brokers import connect
-from stemlab.calibration import calibrate
 from stemlab.core import (
     Broker,
     Capabilities,
@@ -22,11 +32,14 @@ from stemlab.core import (
     SystemClock,
 )
 from stemlab.errors import BrokerUnavailable, ConfigError, EnvelopeError, LeaseLost, StemlabError
-from stemlab.experiments import ValidationReport, validate
 from stemlab.instrument import InstrumentedBroker, instrument
-from stemlab.live import run_live
-from stemlab.model import BrokerProfile, RunResult, Scenario, compare, load_profile
-from stemlab.sim import simulate, sweep
+
+if TYPE_CHECKING:
+    from stemlab.calibration import calibrate
+    from stemlab.experiments import ValidationReport, validate
+    from stemlab.live import run_live
+    from stemlab.model import BrokerProfile, RunResult, Scenario, compare, load_profile
+    from stemlab.sim import simulate, sweep
 
 __all__ = [
     "Broker",
@@ -62,3 +75,33 @@ __all__ = [
     "sweep",
     "validate",
 ]
+
+# public name -> the module that defines it, imported on first access
+_LAZY = {
+    "BrokerProfile": "stemlab.model",
+    "RunResult": "stemlab.model",
+    "Scenario": "stemlab.model",
+    "compare": "stemlab.model",
+    "load_profile": "stemlab.model",
+    "simulate": "stemlab.sim",
+    "sweep": "stemlab.sim",
+    "run_live": "stemlab.live",
+    "calibrate": "stemlab.calibration",
+    "ValidationReport": "stemlab.experiments",
+    "validate": "stemlab.experiments",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load a heavy public name on first use and keep it (later lookups cost nothing)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'stemlab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """Every public name, loaded or not (so completion and `dir(stemlab)` show them)."""
+    return sorted(set(globals()) | set(__all__))

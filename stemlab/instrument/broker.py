@@ -14,15 +14,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from stemlab.core.broker import Broker, Consumer
 from stemlab.core.codec import new_id
 from stemlab.core.envelope import Delivery, Envelope
 from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
 from stemlab.instrument.records import OpRecord, Recorder, fields_of, op_stats
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["InstrumentedBroker", "InstrumentedConsumer", "instrument"]
 

@@ -3,18 +3,19 @@
 Records are plain tuples appended to a list (atomic under the GIL), so the
 hot path costs two clock reads, one tuple of plain values and one append;
 epoch times, consumer names and the DataFrame are worked out only when asked.
+pandas and numpy are imported then too, so wrapping a broker stays light.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any, NamedTuple
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from stemlab.core.envelope import Delivery, Envelope
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "OP_COLUMNS",
@@ -165,6 +166,8 @@ class Recorder:
 
 def ops_to_frame(rows: list[Row] | list[OpRecord], *, origin: float = 0.0) -> pd.DataFrame:
     """Records as a DataFrame with OP_COLUMNS; `ts` is shifted so that `origin` becomes 0."""
+    import pandas as pd  # the frame is built on demand: instrumenting a broker needs no pandas
+
     frame = pd.DataFrame.from_records(list(rows), columns=OP_COLUMNS)
     frame["ts"] = frame["ts"].astype(float) - origin
     frame["duration_s"] = frame["duration_s"].astype(float)
@@ -182,6 +185,9 @@ def op_stats(ops: pd.DataFrame) -> pd.DataFrame:
     `get` latency includes the time a consumer waited for a message, so it
     measures delivery, not the broker's round trip alone.
     """
+    import numpy as np  # on demand, as in ops_to_frame
+    import pandas as pd
+
     columns = ["calls", "errors", "mean_s", "p50_s", "p95_s", "p99_s", "max_s"]
     if ops.empty:
         return pd.DataFrame(columns=columns).rename_axis("op")
