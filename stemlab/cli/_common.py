@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,13 +12,13 @@ from typing import Any
 from stemlab.model.distributions import Exponential
 from stemlab.model.result import RunResult
 from stemlab.model.scenario import Scenario, ScenarioError
+from stemlab.model.shipped import shipped_file, shipped_names
 
 __all__ = [
     "DEFAULT_SCENARIO",
     "add_scenario_args",
     "load_scenario",
     "out_dir",
-    "scenarios_dir",
     "summary_table",
 ]
 
@@ -35,30 +34,20 @@ DEFAULT_SCENARIO = Scenario(
 )
 
 
-def scenarios_dir() -> Path:
-    """Shipped scenarios: `$STEMLAB_SCENARIOS`, else the repository's `data/scenarios`."""
-    env = os.environ.get("STEMLAB_SCENARIOS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "data" / "scenarios"
-
-
 def load_scenario(arg: str | None, tasks: int | None = None) -> Scenario:
     """A scenario from a JSON file or a shipped name (`light-mmc`), else the default one."""
     if arg is None:
         scenario = DEFAULT_SCENARIO
     else:
         path = Path(arg)
-        if not path.is_file():
-            named = scenarios_dir() / f"{arg}.json"
-            if not named.is_file():
-                known = sorted(p.stem for p in scenarios_dir().glob("*.json"))
-                raise ScenarioError(f"no scenario file {arg!r} (shipped scenarios: {known})")
-            path = named
+        source = path if path.is_file() else shipped_file("scenarios", arg)
+        if source is None:
+            known = shipped_names("scenarios")
+            raise ScenarioError(f"no scenario file {arg!r} (shipped scenarios: {known})")
         try:
-            scenario = Scenario.load_file(path)
+            scenario = Scenario.from_json(source.read_text(encoding="utf-8"))
         except ScenarioError as exc:
-            raise ScenarioError(f"{path}: {exc}") from exc
+            raise ScenarioError(f"{arg}: {exc}") from exc
     if tasks is not None:
         if tasks < 1:
             raise ScenarioError(f"--tasks must be >= 1, got {tasks}")

@@ -5,21 +5,23 @@ extend; nack and dead_letter default to ack's), the pickup model (a blocking
 or notifying broker hands a ready message to a waiting consumer at once; a
 polling one is asked every `poll_interval`), how expired leases are found (at
 claim time, or by a sweep every `reclaim_interval` seconds), the number of
-priority levels and the broadcast scope. Profiles ship in `data/profiles/`.
+priority levels and the broadcast scope. Profiles ship in `data/profiles/`
+(installed with the package; see `stemlab.model.shipped`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field, fields, replace
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 from stemlab.core.records import Capabilities
 from stemlab.errors import ProfileError
 from stemlab.model.distributions import Constant, Distribution, distribution_from_dict
+from stemlab.model.shipped import shipped_dir, shipped_file, shipped_names
 
 __all__ = [
     "BROKER_NAMES",
@@ -182,12 +184,9 @@ class BrokerProfile:
         return cls.from_json(Path(path).read_text())
 
 
-def profiles_dir() -> Path:
-    """Where shipped profiles live: `$STEMLAB_PROFILES`, else the repository's `data/profiles`."""
-    env = os.environ.get("STEMLAB_PROFILES")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "data" / "profiles"
+def profiles_dir() -> Traversable:
+    """Where shipped profiles live: `$STEMLAB_PROFILES`, else the installed `data/profiles`."""
+    return shipped_dir("profiles")
 
 
 def load_profile(name: str | Path | BrokerProfile) -> BrokerProfile:
@@ -197,10 +196,10 @@ def load_profile(name: str | Path | BrokerProfile) -> BrokerProfile:
     path = Path(name)
     if path.suffix == ".json" or path.is_file():
         return BrokerProfile.load_file(path)
-    candidate = profiles_dir() / f"{name}.json"
-    if candidate.is_file():
-        return BrokerProfile.load_file(candidate)
+    shipped = shipped_file("profiles", str(name))
+    if shipped is not None:
+        return BrokerProfile.from_json(shipped.read_text(encoding="utf-8"))
     if name == "ideal":
         return BrokerProfile.ideal()
-    known = sorted(p.stem for p in profiles_dir().glob("*.json")) or list(BROKER_NAMES)
+    known = sorted({*shipped_names("profiles"), "ideal"})  # "ideal" is built in
     raise ProfileError(f"no broker profile {name!r} (known: {known}; or pass a .json path)")

@@ -1,0 +1,1 @@
+"""Shipped data: installed as the package `stemlab._data` (see `stemlab.model.shipped`)."""
