@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from stemlab.core.broker import Broker
 
-__all__ = ["broker_name"]
+__all__ = ["broker_name", "unwrap"]
 
 _ADAPTERS = "stemlab.brokers."
 
