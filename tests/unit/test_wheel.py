@@ -10,6 +10,7 @@ editable install of stemlab does not leak in: the stemlab imported is the wheel'
 from __future__ import annotations
 
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -37,8 +38,16 @@ def _run(cmd: list[str], cwd: Path, timeout: float = 300) -> str:
 def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with the wheel built from this checkout installed in it."""
     tmp = tmp_path_factory.mktemp("wheel")
+    # Build from a clean copy: an in-tree build would leave build/ in the checkout, and a
+    # stale build/lib can smuggle deleted modules into later wheels.
+    source = tmp / "src"
+    junk = shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*cache", "stemlab-out"
+    )
+    shutil.copytree(ROOT, source, ignore=junk)
     dist = tmp / "dist"
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)], tmp)
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist)]
+    _run([*pip_wheel, str(source)], tmp)
     (wheel,) = dist.glob("stemlab-*.whl")
     assert wheel.name.startswith(f"stemlab-{stemlab.__version__}-")
     env_dir = tmp / "venv"
