@@ -139,4 +139,5 @@ def test_python_blocks_run(
                     value.close()
     elapsed = time.perf_counter() - started
     with capsys.disabled():
-        print(f"\n{_rel(path)}: {len(blocks)} python blocks ran in {elapsed:.1f} s", end="")
+        n = len(blocks)
+        print(f"\n{_rel(path)}: {n} python block{'s' * (n != 1)} ran in {elapsed:.1f} s", end="")
