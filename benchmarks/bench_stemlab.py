@@ -1,0 +1,63 @@
+"""stemlab, measured exactly like the peers.
+
+usage: bench_stemlab.py {redis|postgres|sqlite} {p1|p16|p16x2}
+
+The worker is one process (two for p16x2) running stemlab_worker.py (consume + ack through the
+Broker contract, no runtime); the producer publishes one envelope per call.
+Run it with a Python that has stemlab installed (STEMLAB_PY, default: this interpreter).
+"""
+
+import os
+import sys
+
+import common
+
+CONFIGS = {"p1": ("1", 1), "p16": ("16", 1), "p16x2": ("16", 2)}  # prefetch, worker processes
+URLS = {
+    "redis": os.environ.get("BENCH_STEMLAB_REDIS_URL", "redis://127.0.0.1:6379/2"),
+    "postgres": os.environ.get("BENCH_STEMLAB_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+    "sqlite": "sqlite:///" + os.path.join(common.WORKDIR, "stemlab-bench.db"),
+}
+
+
+def _worker_cmd(py, url, prefetch, procs):
+    one = [py, os.path.join(common.HERE, "stemlab_worker.py"), url, prefetch]
+    if procs == 1:
+        return one
+    line = " ".join(f"'{a}'" for a in one)
+    return ["sh", "-c", " & ".join([line] * procs) + " & wait"]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3 or sys.argv[1] not in URLS or sys.argv[2] not in CONFIGS:
+        print(f"usage: {sys.argv[0]} {{{'|'.join(URLS)}}} {{{'|'.join(CONFIGS)}}}", file=sys.stderr)
+        sys.exit(2)
+    backend, cfg = sys.argv[1], sys.argv[2]
+    os.makedirs(common.WORKDIR, exist_ok=True)
+    import stemlab
+    from stemlab import Envelope
+
+    url = URLS[backend]
+    py = os.environ.get("STEMLAB_PY", sys.executable)
+
+    class P(common.Producer):
+        def open(self):
+            self.b = stemlab.connect(url, namespace="bench")
+
+        def flush(self):
+            self.b.purge("bench")
+
+        def send(self, t):
+            self.b.publish(Envelope(name="bench.noop", queue="bench", args={"t": t}))
+
+        def close(self):
+            self.b.close()
+
+    common.run_bench(
+        peer="stemlab",
+        broker=backend,
+        config=cfg,
+        producer=P(),
+        version=f"stemlab {getattr(stemlab, '__version__', '?')}",
+        worker_cmd=_worker_cmd(py, url, *CONFIGS[cfg]),
+    )
