@@ -25,9 +25,20 @@ __all__ = [
     "plain_table",
     "show_figure",
     "show_html",
+    "tag_controls",
 ]
 
 _COLOURS = {"info": "#1b5e20", "error": "#b71c1c", "busy": "#0d47a1"}
+
+
+def tag_controls(owner: object) -> None:
+    """Give each widget attribute of `owner` the CSS class `stemlab-<attribute name>`.
+
+    Stable hooks for a browser test or a user's stylesheet (e.g. `.stemlab-publish-button`).
+    """
+    for name, value in vars(owner).items():
+        if isinstance(value, w.DOMWidget) and not name.startswith("_"):
+            value.add_class("stemlab-" + name.replace("_", "-"))
 
 
 def describe_error(exc: BaseException) -> str:
@@ -79,13 +90,10 @@ def html_table(header: Sequence[str], rows: Sequence[Sequence[Any]], empty: str)
     """A small escaped HTML table; `empty` is shown when there are no rows."""
     if not rows:
         return f"<i>{html.escape(empty)}</i>"
-    head = "".join(
-        f"<th style='text-align:left;padding:0 8px'>{html.escape(h)}</th>" for h in header
-    )
+    cell = "text-align:left;padding:0 8px"
+    head = "".join(f"<th style='{cell}'>{html.escape(h)}</th>" for h in header)
     body = "".join(
-        "<tr>"
-        + "".join(f"<td style='padding:0 8px'>{html.escape(str(c))}</td>" for c in row)
-        + "</tr>"
+        "<tr>" + "".join(f"<td style='{cell}'>{html.escape(str(c))}</td>" for c in row) + "</tr>"
         for row in rows
     )
     return f"<table style='font-family:monospace;font-size:12px'><tr>{head}</tr>{body}</table>"

@@ -28,7 +28,14 @@ from stemlab.model.result import empty_ops
 from stemlab.model.shipped import shipped_names
 from stemlab.sim import simulate
 from stemlab.viz import latency_cdf, queue_depth, wait_by_priority
-from stemlab.widgets._ui import MessageLine, html_table, plain_table, show_figure, show_html
+from stemlab.widgets._ui import (
+    MessageLine,
+    html_table,
+    plain_table,
+    show_figure,
+    show_html,
+    tag_controls,
+)
 from stemlab.widgets._worker import Worker
 from stemlab.widgets.plots import throughput_vs_load
 
@@ -97,6 +104,8 @@ class ScenarioExplorer(w.VBox):
         self._closing = False
         self._build(dict(live_urls or {"memory": "memory://"}), tasks)
         super().__init__(children=self._layout())
+        tag_controls(self)
+        self.add_class("stemlab-explorer")
         self._worker = Worker("stemlab-explorer", tick=self._maybe_simulate, interval=0.1)
 
     # ------------------------------------------------------------------ layout

@@ -24,12 +24,20 @@ from stemlab.core.envelope import Delivery, Envelope, validate_queue_name
 from stemlab.errors import LeaseLost
 from stemlab.instrument import instrument
 from stemlab.model.names import broker_name
-from stemlab.widgets._ui import MessageLine, describe_error, html_table, plain_table, show_html
+from stemlab.widgets._ui import (
+    MessageLine,
+    describe_error,
+    html_table,
+    plain_table,
+    show_html,
+    tag_controls,
+)
 from stemlab.widgets._worker import Worker
 
 __all__ = ["BrokerPlayground"]
 
 _NARROW = w.Layout(width="auto")
+_BOX = w.Layout(width="220px")
 _WIDE = {"description_width": "initial"}
 SETTLE_ACTIONS = ("ack", "nack", "requeue", "extend", "dead-letter")
 
@@ -107,6 +115,8 @@ class BrokerPlayground(w.VBox):
         self._tick_error = ""
         self._build(queue)
         super().__init__(children=self._layout())
+        tag_controls(self)
+        self.add_class("stemlab-playground")
         self._worker = Worker(
             f"stemlab-playground-{broker_name(raw)}",
             tick=self._refresh,
@@ -117,23 +127,30 @@ class BrokerPlayground(w.VBox):
     # ------------------------------------------------------------------ layout
     def _build(self, queue: str) -> None:
         self.title = w.HTML(f"<b>Broker playground</b> · {type(self._counter).__name__}")
-        self.queue = w.Text(value=queue, description="queue", layout=w.Layout(width="220px"))
-        self.task_name = w.Text(
-            value="demo.task", description="task", layout=w.Layout(width="220px")
-        )
+        self.queue = w.Text(value=queue, description="queue", layout=_BOX)
+        self.task_name = w.Text(value="demo.task", description="task", layout=_BOX)
         self.priority = w.IntSlider(value=0, min=0, max=9, description="priority")
-        self.delay = w.BoundedFloatText(value=0.0, min=0.0, max=86_400.0, description="delay s")
-        self.count = w.BoundedIntText(value=1, min=1, max=100, description="count")
+        self.delay = w.BoundedFloatText(
+            value=0.0, min=0.0, max=86_400.0, description="delay s", layout=_BOX
+        )
+        self.count = w.BoundedIntText(value=1, min=1, max=100, description="count", layout=_BOX)
         self.visibility = w.BoundedFloatText(
-            value=0.0, min=0.0, max=86_400.0, description="lease s", tooltip="0: broker default"
+            value=0.0,
+            min=0.0,
+            max=86_400.0,
+            description="lease s",
+            layout=_BOX,
+            tooltip="0: broker default",
         )
         self.args = w.Textarea(value='{"n": 1}', description="args", placeholder="a JSON object")
         self.args_error = w.HTML()
         self.publish_button = w.Button(description="Publish", button_style="primary")
-        self.prefetch = w.BoundedIntText(value=1, min=1, max=100, description="prefetch")
+        self.prefetch = w.BoundedIntText(
+            value=1, min=1, max=100, description="prefetch", layout=_BOX
+        )
         self.consume_button = w.Button(description="Consume", button_style="info")
         self.extend_by = w.BoundedFloatText(
-            value=30.0, min=0.1, max=86_400.0, description="extend s"
+            value=30.0, min=0.1, max=86_400.0, description="extend s", layout=_BOX
         )
         self.reason = w.Text(value="manual", description="DLQ reason", style=_WIDE)
         self.purge_button = w.Button(description="Purge queue", button_style="warning")
@@ -280,10 +297,12 @@ class BrokerPlayground(w.VBox):
         held = HeldDelivery(delivery, consumer, delivery.lease_expires_at)
         for action in SETTLE_ACTIONS:
             button = w.Button(description=action, layout=_NARROW)
+            button.add_class(f"stemlab-{action}")
             button.on_click(lambda _b, a=action: self._worker.submit(lambda: self._settle(held, a)))
             held.buttons[action] = button
         held.label.value = held.describe(_now())
         held.row.children = [held.label, *held.buttons.values()]
+        held.row.add_class("stemlab-held")
         return held
 
     def _settle(self, held: HeldDelivery, action: str) -> None:
