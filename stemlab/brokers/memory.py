@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from stemlab.core.broker import Broker, Consumer
 from stemlab.core.clock import Clock, SystemClock, from_epoch
 from stemlab.core.envelope import Delivery, Envelope
+from stemlab.core.options import BrokerOptions, Rule, option, split_url
 from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
 from stemlab.core.state import QueueState
-from stemlab.errors import LeaseLost
+from stemlab.errors import ConfigError, LeaseLost
 
 __all__ = ["MemoryBroker"]
 
@@ -41,6 +43,23 @@ def _store(namespace: str) -> _Store:
         return store
 
 
+def _check_clock(name: str, value: Any) -> Clock | None:
+    if value is None or callable(getattr(value, "time", None)):
+        return value
+    raise ConfigError(f"option {name} must have a time() method (a Clock), got {value!r}")
+
+
+_CLOCK = Rule(_check_clock)
+
+
+@dataclass(frozen=True)
+class MemoryOptions(BrokerOptions):
+    """`memory://` options: the common ones plus an injectable clock."""
+
+    scheme: ClassVar[str] = "memory"
+    clock: Clock | None = option(None, _CLOCK)  # noqa: RUF009 - a Field, not a default
+
+
 def _token(delivery: Delivery) -> int:
     kind, _, raw = delivery.receipt.partition(":")
     if kind not in ("m", "b") or not raw.isdigit():
@@ -58,17 +77,27 @@ class MemoryBroker(Broker):
         default_visibility_timeout: float = 30.0,
         clock: Clock | None = None,
     ) -> None:
-        if not namespace:
-            raise ValueError("namespace must be non-empty")
-        self.namespace = namespace
-        self.default_visibility_timeout = float(default_visibility_timeout)
-        self.clock: Clock = clock or SystemClock()
-        self._store = _store(namespace)
+        self.options = MemoryOptions(
+            namespace=namespace, default_visibility_timeout=default_visibility_timeout, clock=clock
+        )
+        self.namespace = self.options.namespace
+        self.default_visibility_timeout = self.options.default_visibility_timeout
+        self.clock: Clock = self.options.clock or SystemClock()
+        self._store = _store(self.namespace)
         self._caps = Capabilities(broadcast_scope="process", durable=False, cross_process=False)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> MemoryBroker:
-        return cls(**options)
+        """`memory://` (options may also come as `memory://?namespace=jobs`)."""
+        parts, query = split_url(url, ("memory",))
+        if parts.netloc or parts.path:
+            raise ConfigError(f"malformed URL {url!r}: memory:// takes no host or path")
+        opts = MemoryOptions.build(options, query)
+        return cls(
+            opts.namespace,
+            default_visibility_timeout=opts.default_visibility_timeout,
+            clock=opts.clock,
+        )
 
     @property
     def capabilities(self) -> Capabilities:

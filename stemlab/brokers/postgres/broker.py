@@ -75,7 +75,7 @@ class PostgresBroker(Broker):
     """The contract on PostgreSQL: cluster-wide broadcast, durable, push pickup."""
 
     def __init__(self, url: str, **options: Any) -> None:
-        self.settings = Settings.build(url, **options)
+        self.settings = Settings.from_url(url, **options)
         s = self.settings
         self.namespace = s.namespace
         self.default_visibility_timeout = s.default_visibility_timeout

@@ -25,11 +25,11 @@ from typing import Any
 from stemlab.brokers.redis.link import Arg, Link, script
 from stemlab.brokers.redis.settings import (
     MAX_IDLE_MS,
-    Settings,
     connection_factory,
     envelope_json,
     from_ms,
     from_us,
+    parse_url,
     publish_fields,
     undecodable_envelope,
 )
@@ -38,7 +38,7 @@ from stemlab.core.clock import from_epoch, utcnow
 from stemlab.core.codec import dumps, loads
 from stemlab.core.envelope import Delivery, Envelope
 from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
-from stemlab.errors import BrokerUnavailable, ConfigError, EnvelopeError, LeaseLost, StemlabError
+from stemlab.errors import BrokerUnavailable, EnvelopeError, LeaseLost, StemlabError
 
 __all__ = ["RedisBroker"]
 
@@ -74,10 +74,7 @@ class RedisBroker(Broker):
     """
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", **options: Any) -> None:
-        try:
-            self.settings = Settings(url=url, **options)
-        except TypeError as exc:
-            raise ConfigError(f"unknown option for the redis broker: {exc}") from exc
+        self.settings = parse_url(url, **options)
         self.namespace = self.settings.namespace
         self.default_visibility_timeout = float(self.settings.default_visibility_timeout)
         self.prefix = self.settings.prefix

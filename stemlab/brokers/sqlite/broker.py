@@ -65,8 +65,11 @@ def _micros(seconds: float) -> int:
 class SQLiteBroker(Broker):
     """The contract on one SQLite file; safe to share between threads and processes."""
 
-    def __init__(self, path: str, **options: Any) -> None:
-        self.settings = Settings(path=str(path), **options)
+    def __init__(self, path: str | Settings, **options: Any) -> None:
+        if isinstance(path, Settings):
+            self.settings = path
+        else:
+            self.settings = Settings.build(options, path=str(path))
         self.namespace = self.settings.namespace
         self.path = self.settings.path
         self.default_visibility_timeout = self.settings.default_visibility_timeout
@@ -91,9 +94,7 @@ class SQLiteBroker(Broker):
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteBroker:
-        settings = parse_url(url, **options)
-        opts = {k: getattr(settings, k) for k in settings.__dataclass_fields__ if k != "path"}
-        return cls(settings.path, **opts)
+        return cls(parse_url(url, **options))
 
     @property
     def capabilities(self) -> Capabilities:
