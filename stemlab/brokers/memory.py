@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -16,9 +17,10 @@ from stemlab.core.broker import Broker, Consumer
 from stemlab.core.clock import Clock, SystemClock, from_epoch
 from stemlab.core.envelope import Delivery, Envelope
 from stemlab.core.options import BrokerOptions, Rule, option, split_url
+from stemlab.core.receipts import INT, Receipts
 from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
 from stemlab.core.state import QueueState
-from stemlab.errors import ConfigError, LeaseLost
+from stemlab.errors import ConfigError
 
 __all__ = ["MemoryBroker"]
 
@@ -29,6 +31,7 @@ class _Store:
     def __init__(self) -> None:
         self.cond = threading.Condition(threading.Lock())
         self.state = QueueState()
+        self.id = uuid.uuid4().hex[:12]  # its identity in receipts
 
 
 _stores: dict[str, _Store] = {}
@@ -60,13 +63,6 @@ class MemoryOptions(BrokerOptions):
     clock: Clock | None = option(None, _CLOCK)  # noqa: RUF009 - a Field, not a default
 
 
-def _token(delivery: Delivery) -> int:
-    kind, _, raw = delivery.receipt.partition(":")
-    if kind not in ("m", "b") or not raw.isdigit():
-        raise LeaseLost(f"not a receipt of the memory broker: {delivery.receipt!r}")
-    return int(raw)
-
-
 class MemoryBroker(Broker):
     """In-process broker with the full contract; broadcast scope is the process."""
 
@@ -84,6 +80,7 @@ class MemoryBroker(Broker):
         self.default_visibility_timeout = self.options.default_visibility_timeout
         self.clock: Clock = self.options.clock or SystemClock()
         self._store = _store(self.namespace)
+        self.receipts = Receipts(self._store.id, self.namespace, {"q": (INT,), "b": (INT,)})
         self._caps = Capabilities(broadcast_scope="process", durable=False, cross_process=False)
 
     @classmethod
@@ -129,7 +126,8 @@ class MemoryBroker(Broker):
         return _MemoryConsumer(self, queues, channels, prefetch, consumer)
 
     def _settle(self, delivery: Delivery, queue_op: str, *args: Any) -> Any:
-        token = _token(delivery)
+        (token,) = self.receipts.read(delivery)
+        assert isinstance(token, int)
         state = self._store.state
         with self._store.cond:
             now = self._now()
@@ -221,7 +219,8 @@ class _MemoryConsumer(Consumer):
         item = state.take_broadcast(self.name)
         if item is not None:
             token, channel, env = item
-            return Delivery(env, f"b:{token}", env.queue, None, 1, channel)
+            receipt = self._broker.receipts.issue("b", token)
+            return Delivery(env, receipt, env.queue, None, 1, channel)
         if self._queues and state.held(self.name) < self._prefetch:
             vt = self._broker.default_visibility_timeout
             leases = state.claim(self._queues, self.name, now, 1, vt)
@@ -229,7 +228,11 @@ class _MemoryConsumer(Consumer):
                 lease = leases[0]
                 expires = from_epoch(lease.expires_at)
                 return Delivery(
-                    lease.envelope, f"m:{lease.token}", lease.queue, expires, lease.delivery_count
+                    lease.envelope,
+                    self._broker.receipts.issue("q", lease.token),
+                    lease.queue,
+                    expires,
+                    lease.delivery_count,
                 )
         return None
 

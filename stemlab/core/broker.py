@@ -23,6 +23,7 @@ from stemlab.core.envelope import (
     validate_priority,
     validate_queue_name,
 )
+from stemlab.core.receipts import Receipts
 from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
 from stemlab.errors import StemlabError
 
@@ -86,6 +87,7 @@ class Broker(abc.ABC):
     """The contract: publish, consume, settle, count, dead letters, broadcast."""
 
     closed: bool = False
+    receipts: Receipts  # set by each adapter: issues and reads back its receipts
 
     # ------------------------------------------------------------- producing
     def publish(
@@ -177,10 +179,11 @@ class Broker(abc.ABC):
             raise ValueError("broadcast deliveries have no lease to extend")
         return self._extend_lease(delivery, seconds)
 
-    @staticmethod
-    def _delivery(delivery: Delivery) -> Delivery:
+    def _delivery(self, delivery: Delivery) -> Delivery:
+        """Refuse anything but a delivery whose receipt this broker issued (before any write)."""
         if not isinstance(delivery, Delivery):
             raise TypeError(f"expected a Delivery, got {type(delivery).__name__}")
+        self.receipts.read(delivery)
         return delivery
 
     # -------------------------------------------------------------- counting

@@ -75,6 +75,12 @@ class Settings(BrokerOptions):
             raise ConfigError(f"malformed postgres URL {url!r}: {detail}") from None
         return cls.build(options, url=url)
 
+    def server(self) -> tuple[str, str, str]:
+        """(host, port, database) as the URL names them: part of the store's identity."""
+        params = conninfo_to_dict(self.url)
+        host = str(params.get("host") or params.get("hostaddr") or "")
+        return host, str(params.get("port") or "5432"), str(params.get("dbname") or "")
+
     def conninfo(self, role: str, synchronous_commit: str, *, generic_plans: bool = False) -> str:
         """The libpq connection string for one kind of connection of this broker.
 

@@ -38,6 +38,7 @@ from stemlab.core.broker import Broker, Consumer
 from stemlab.core.clock import from_epoch, utcnow
 from stemlab.core.codec import dumps, loads
 from stemlab.core.envelope import Delivery, Envelope, undecodable_envelope
+from stemlab.core.receipts import INT, TEXT, Receipts, store_id
 from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
 from stemlab.errors import EnvelopeError, LeaseLost, StemlabError
 
@@ -45,22 +46,6 @@ __all__ = ["PostgresBroker"]
 
 _VACUUMABLE = ("queue_messages", "queue_broadcasts", "queue_dead_letters", "queue_subscriptions")
 _STALE = "this delivery was already settled or handed to another consumer"
-
-
-def _receipt(delivery: Delivery) -> tuple[int, int, str]:
-    """(row id, fencing token, consumer name) of a queue delivery's receipt."""
-    kind, _, rest = delivery.receipt.partition(":")
-    parts = rest.split(":", 2)
-    if kind != "pg" or len(parts) != 3 or not (parts[0].isdigit() and parts[1].isdigit()):
-        raise LeaseLost(f"not a receipt of the postgres broker: {delivery.receipt!r}")
-    return int(parts[0]), int(parts[1]), parts[2]
-
-
-def _broadcast_id(delivery: Delivery) -> int:
-    kind, _, raw = delivery.receipt.partition(":")
-    if kind != "pgb" or not raw.isdigit():
-        raise LeaseLost(f"not a broadcast receipt of the postgres broker: {delivery.receipt!r}")
-    return int(raw)
 
 
 def _entry(body: bytes, reason: str | None, meta: str, dead_at: datetime) -> DeadLetterEntry:
@@ -80,6 +65,11 @@ class PostgresBroker(Broker):
         self.namespace = s.namespace
         self.default_visibility_timeout = s.default_visibility_timeout
         self.store_key = f"{s.url}#{s.schema}"
+        self.receipts = Receipts(
+            store_id("postgres", *s.server(), s.schema),
+            s.namespace,
+            {"q": (TEXT, INT, INT), "b": (INT,)},  # q: consumer, row id, fencing token
+        )
         digest = hashlib.md5(f"{s.schema}\0{s.namespace}".encode(), usedforsecurity=False)
         self.channel = "stemlab_" + digest.hexdigest()
         self._caps = Capabilities(
@@ -175,7 +165,7 @@ class PostgresBroker(Broker):
         After a retried connection failure the first try may have committed, so the
         receipt then counts as stale only if the row was handed to another delivery.
         """
-        row_id, token, consumer = _receipt(delivery)
+        consumer, row_id, token = self.receipts.read(delivery)
         params = {"id": row_id, "token": token, "ns": self.namespace, **extra}
 
         def fn(conn: Any, attempt: int) -> None:
@@ -187,11 +177,12 @@ class PostgresBroker(Broker):
             raise LeaseLost(_STALE)
 
         self._runner.run(fn, name)
-        wake_local(self.store_key, self.namespace, consumer)
+        wake_local(self.store_key, self.namespace, str(consumer))
         self._maybe_sweep()
 
     def _broadcast_settle(self, name: str, delivery: Delivery, extra: dict[str, Any]) -> None:
-        params = {"id": _broadcast_id(delivery), "ns": self.namespace, **extra}
+        (bid,) = self.receipts.read(delivery)
+        params = {"id": bid, "ns": self.namespace, **extra}
 
         def fn(conn: Any, attempt: int) -> None:
             if conn.execute(_sql.query(name), params).rowcount <= 0 and not attempt:
@@ -236,7 +227,7 @@ class PostgresBroker(Broker):
         self._run("dead_letter", params)
 
     def _extend_lease(self, delivery: Delivery, by: float) -> datetime:
-        row_id, token, _ = _receipt(delivery)
+        _, row_id, token = self.receipts.read(delivery)
         row = self._run("extend", {"id": row_id, "token": token, "by": by}, fetch="one")
         if row is None:
             raise LeaseLost(_STALE)

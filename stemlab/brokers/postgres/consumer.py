@@ -273,7 +273,7 @@ class PostgresConsumer(Consumer):
                 except EnvelopeError as exc:
                     self._broker._bury_undecodable(item.id, item.token, item.queue, item.body, exc)
                     continue
-                receipt = f"pg:{item.id}:{item.token}:{self.name}"
+                receipt = self._broker.receipts.issue("q", self.name, item.id, item.token)
                 return Delivery(envelope, receipt, item.queue, item.expires, item.deliveries)
             return None
         finally:
@@ -341,7 +341,8 @@ class PostgresConsumer(Consumer):
                 envelope = Envelope.from_json(bytes(body))
             except EnvelopeError:
                 continue  # broadcast bodies are written by `broadcast`, always valid
-            delivery = Delivery(envelope, f"pgb:{bid}", envelope.queue, None, 1, channel)
+            receipt = self._broker.receipts.issue("b", bid)
+            delivery = Delivery(envelope, receipt, envelope.queue, None, 1, channel)
             self._bbuffer.append(delivery)
         if len(rows) >= BROADCAST_BATCH:
             self._take_due = True

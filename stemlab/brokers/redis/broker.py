@@ -37,6 +37,7 @@ from stemlab.core.broker import Broker, Consumer
 from stemlab.core.clock import from_epoch, utcnow
 from stemlab.core.codec import dumps, loads
 from stemlab.core.envelope import Delivery, Envelope
+from stemlab.core.receipts import INT, TEXT, Receipts, store_id
 from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
 from stemlab.errors import BrokerUnavailable, EnvelopeError, LeaseLost, StemlabError
 
@@ -79,6 +80,9 @@ class RedisBroker(Broker):
         self.default_visibility_timeout = float(self.settings.default_visibility_timeout)
         self.prefix = self.settings.prefix
         self._connect, self.where = connection_factory(self.settings)
+        self.receipts = Receipts(
+            store_id("redis", self.where), self.namespace, {"q": (INT, INT), "b": (TEXT,)}
+        )
         self._free: deque[Link] = deque()
         self._links: list[Link] = []
         self._links_lock = threading.Lock()
@@ -188,20 +192,13 @@ class RedisBroker(Broker):
 
     # ----------------------------------------------------------------- settle
     def _receipt(self, delivery: Delivery) -> tuple[str, str]:
-        """(message id, token) of a queue receipt of this namespace, else LeaseLost."""
-        kind, _, rest = delivery.receipt.partition(".")
-        ns, _, tail = rest.rpartition(".")
-        ns, _, mid = ns.rpartition(".")
-        if kind != "q" or ns != self.namespace or not (mid.isdigit() and tail.isdigit()):
-            raise LeaseLost(f"not a receipt of this redis namespace: {delivery.receipt!r}")
-        return mid, tail
+        """(message id, token) of a queue receipt of this broker, else LeaseLost."""
+        mid, token = self.receipts.read(delivery)
+        return str(mid), str(token)
 
     def _cast_receipt(self, delivery: Delivery) -> str:
-        kind, _, rest = delivery.receipt.partition(".")
-        ns, _, rid = rest.rpartition(".")
-        if kind != "b" or ns != self.namespace or not rid:
-            raise LeaseLost(f"not a broadcast receipt of this namespace: {delivery.receipt!r}")
-        return rid
+        (rid,) = self.receipts.read(delivery)
+        return str(rid)
 
     def _settle(self, name: str, delivery: Delivery, *extra: Arg) -> Any:
         mid, token = self._receipt(delivery)

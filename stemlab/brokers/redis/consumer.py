@@ -153,7 +153,7 @@ class RedisConsumer(Consumer):
         An undecodable payload is dead-lettered (reason "undecodable") instead.
         """
         queue = q.decode()
-        receipt = f"q.{self._ns}.{mid.decode()}.{token.decode()}"
+        receipt = self._broker.receipts.issue("q", mid.decode(), token.decode())
         try:
             envelope = Envelope.from_json(raw)
         except EnvelopeError as exc:
@@ -182,9 +182,8 @@ class RedisConsumer(Consumer):
         return found
 
     def _lease_of(self, delivery: Delivery) -> tuple[str, str, str]:
-        _, _, rest = delivery.receipt.rpartition(f"q.{self._ns}.")
-        mid, _, token = rest.partition(".")
-        return delivery.queue, mid, token
+        mid, token = self._broker.receipts.read(delivery)
+        return delivery.queue, str(mid), str(token)
 
     def _release(self, leases: Sequence[tuple[str, str, str]]) -> None:
         if leases:
@@ -210,7 +209,8 @@ class RedisConsumer(Consumer):
             return None
         rid = new_id()
         self._cmd.execute("SET", self._cast_key + rid, "1", "EX", CAST_TTL)
-        return Delivery(envelope, f"b.{self._ns}.{rid}", envelope.queue, None, 1, channel)
+        receipt = self._broker.receipts.issue("b", rid)
+        return Delivery(envelope, receipt, envelope.queue, None, 1, channel)
 
     # ---------------------------------------------------------------- waiting
     def _sleep(self, wait: float, deadline: float | None) -> bool:

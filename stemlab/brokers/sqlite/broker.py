@@ -35,27 +35,14 @@ from stemlab.core.broker import Broker, Consumer
 from stemlab.core.clock import from_epoch
 from stemlab.core.codec import dumps, loads
 from stemlab.core.envelope import Delivery, Envelope, undecodable_envelope
+from stemlab.core.receipts import INT, Receipts, store_id
 from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
 from stemlab.errors import EnvelopeError, LeaseLost, StemlabError
 
-__all__ = ["SQLiteBroker", "parse_receipt"]
+__all__ = ["SQLiteBroker"]
 
 Q = load_sql("queue.sql")
 DL = load_sql("dead_letters.sql")
-
-
-def parse_receipt(delivery: Delivery) -> tuple[str, int, int]:
-    """("m", seq, token) for queue deliveries, ("b", token, 0) for broadcast ones."""
-    kind, *raw = delivery.receipt.split(":")
-    try:
-        numbers = [int(x) for x in raw]
-    except ValueError:
-        numbers = []
-    if kind == "m" and len(numbers) == 2:
-        return kind, numbers[0], numbers[1]
-    if kind == "b" and len(numbers) == 1:
-        return kind, numbers[0], 0
-    raise LeaseLost(f"not a receipt of the sqlite broker: {delivery.receipt!r}")
 
 
 def _micros(seconds: float) -> int:
@@ -73,6 +60,11 @@ class SQLiteBroker(Broker):
         self.namespace = self.settings.namespace
         self.path = self.settings.path
         self.default_visibility_timeout = self.settings.default_visibility_timeout
+        self.receipts = Receipts(
+            store_id("sqlite", os.path.realpath(self.path)),
+            self.namespace,
+            {"q": (INT, INT), "b": (INT,)},
+        )
         self._local = threading.local()
         self._conns: dict[int, tuple[threading.Thread, sqlite3.Connection]] = {}
         self._conns_lock = threading.Lock()
@@ -168,11 +160,12 @@ class SQLiteBroker(Broker):
 
     # --------------------------------------------------------------- settling
     def _settle(self, delivery: Delivery, sql: str, **extra: Any) -> None:
-        kind, seq, token = parse_receipt(delivery)
-        if kind == "b":
+        if delivery.channel is not None:
+            (token,) = self.receipts.read(delivery)
             with write(self._conn()) as conn:
-                bc.take(conn, self.namespace, seq)
+                bc.take(conn, self.namespace, int(token))
             return
+        seq, token = self.receipts.read(delivery)
         params = {"ns": self.namespace, "seq": seq, "token": token, **extra}
         with write(self._conn()) as conn:
             if conn.execute(sql, params).rowcount != 1:
@@ -190,14 +183,15 @@ class SQLiteBroker(Broker):
         return from_epoch(expires)
 
     def _dead_letter(self, delivery: Delivery, reason: str | None, meta: dict[str, Any]) -> None:
-        kind, seq, token = parse_receipt(delivery)
         conn = self._conn()
-        if kind == "b":
+        if delivery.channel is not None:
+            (token,) = self.receipts.read(delivery)
             with write(conn):
-                bc.take(conn, self.namespace, seq)
+                bc.take(conn, self.namespace, int(token))
                 self.insert_dead(conn, delivery.envelope, reason, meta)
             return
-        self.dead_letter_row(conn, seq, token, reason, meta, delivery.envelope)
+        seq, token = self.receipts.read(delivery)
+        self.dead_letter_row(conn, int(seq), int(token), reason, meta, delivery.envelope)
 
     def dead_letter_row(
         self,

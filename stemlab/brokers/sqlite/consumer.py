@@ -218,7 +218,7 @@ class SQLiteConsumer(Consumer):
         if expires is None:  # our reservation expired and someone else took the row
             self._more = True
             return None
-        receipt = f"m:{row.seq}:{row.token}"
+        receipt = self._broker.receipts.issue("q", row.seq, row.token)
         return Delivery(envelope, receipt, row.queue, from_epoch(expires), row.deliveries + 1)
 
     def _mark_handed(self, row: _Reserved) -> float | None:
@@ -262,10 +262,10 @@ class SQLiteConsumer(Consumer):
             for token, channel, payload in items:
                 self._bcast.append(self._broadcast_delivery(token, channel, payload))
 
-    @staticmethod
-    def _broadcast_delivery(token: int, channel: str, payload: str) -> Delivery:
+    def _broadcast_delivery(self, token: int, channel: str, payload: str) -> Delivery:
         envelope = Envelope.from_json(payload)
-        return Delivery(envelope, f"b:{token}", envelope.queue, None, 1, channel)
+        receipt = self._broker.receipts.issue("b", token)
+        return Delivery(envelope, receipt, envelope.queue, None, 1, channel)
 
     # ---------------------------------------------------------------- close
     def close(self) -> None:
@@ -290,7 +290,7 @@ class SQLiteConsumer(Consumer):
                     params = {"ns": self._ns, "seq": row.seq, "token": row.token}
                     conn.execute(Q["release"], {**params, "avail_at": row.ready_at})
         if self._sub_id is not None:
-            undelivered = [int(d.receipt[2:]) for d in self._bcast]
+            undelivered = [int(self._broker.receipts.read(d)[0]) for d in self._bcast]
             self._bcast.clear()
             bc.unsubscribe(self._conn, self._ns, self._sub_id, undelivered)
             self._finalizer.detach()
