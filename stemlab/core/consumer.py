@@ -66,7 +66,13 @@ class Cast:
 
 
 class StoreConsumer(Consumer):
-    """The shared consumer loop; see the module docstring for the adapter's part."""
+    """The shared consumer loop; see the module docstring for the adapter's part.
+
+    `max_wait` caps one `_wait`, so a `close()` from another thread is seen; an
+    adapter whose `_interrupt` wakes a waiting `get` may lift it.
+    """
+
+    max_wait: float = IDLE
 
     def __init__(
         self,
@@ -104,7 +110,7 @@ class StoreConsumer(Consumer):
                         return None
                     idle = min(idle, left)
                 if idle > 0:
-                    self._wait(min(idle, IDLE))
+                    self._wait(min(idle, self.max_wait))
         return None
 
     def _stopped(self) -> bool:
@@ -164,6 +170,7 @@ class StoreConsumer(Consumer):
         if self.closed:
             return
         super().close()
+        self._interrupt()
         with self._lock:
             claims, self._ahead = list(self._ahead), deque()
             casts, self._casts = list(self._casts), deque()
@@ -194,6 +201,9 @@ class StoreConsumer(Consumer):
     @abc.abstractmethod
     def _release(self, claims: list[Claim]) -> None:
         """Give back claims that were never handed out (old place, count restored)."""
+
+    def _interrupt(self) -> None:
+        """Wake a `get` blocked in `_wait` from another thread (never blocks)."""
 
     def _unsubscribe(self, casts: list[Cast]) -> None:
         """Stop receiving broadcasts; `casts` were taken but never handed out."""
