@@ -84,7 +84,7 @@ class MemoryBroker(Broker):
         self.namespace = self.options.namespace
         self.default_visibility_timeout = self.options.default_visibility_timeout
         self.clock: Clock = self.options.clock or SystemClock()
-        self._store = _store(self.namespace)
+        self.store = self._store = _store(self.namespace)
         self.receipts = Receipts(self._store.id, self.namespace, {"q": (INT,), "b": (INT,)})
         self._caps = Capabilities(broadcast_scope="process", durable=False, cross_process=False)
 
@@ -214,14 +214,15 @@ class _MemoryConsumer(StoreConsumer):
         name: str,
     ) -> None:
         super().__init__(broker, queues, channels, prefetch, name)
-        self._memory = broker
-        self._store = broker._store
+        self._store = broker.store
+        self._clock = broker.clock
+        self._vt = broker.default_visibility_timeout
         self._seen = -1  # the store's version when we last found nothing
 
     def _fill(self) -> float:
         store, state = self._store, self._store.state
         with store.cond:
-            now = self._memory._now()
+            now = self._clock.time()
             # Reclaim expired leases first: an expired lease frees its prefetch slot, and
             # popping past-due heap entries keeps `next_wakeup` from busy-waking `get`.
             state.tick(now)
@@ -229,7 +230,7 @@ class _MemoryConsumer(StoreConsumer):
                 token, channel, envelope = item
                 self.add_casts([Cast((token,), channel, envelope)])
             if self.queues and state.held(self.name) < self.prefetch:
-                vt = self._memory.default_visibility_timeout
+                vt = self._vt
                 for lease in state.claim(self.queues, self.name, now, 1, vt):
                     self.add_claims(
                         [
@@ -255,11 +256,13 @@ class _MemoryConsumer(StoreConsumer):
 
     def _bury(self, claim: Claim, error: Exception) -> None:  # pragma: no cover
         token = int(claim.fields[0])
-        self._memory._settle_token(token, "dead_letter", "undecodable", {"error": str(error)})
+        with self._store.cond:
+            state = self._store.state
+            state.dead_letter(token, self._clock.time(), "undecodable", {"error": str(error)})
 
     def _release(self, claims: list[Claim]) -> None:
         with self._store.cond:
-            now = self._memory._now()
+            now = self._clock.time()
             for claim in claims:
                 with contextlib.suppress(LeaseLost):
                     self._store.state.nack(int(claim.fields[0]), now)

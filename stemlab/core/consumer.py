@@ -2,10 +2,11 @@
 
 `StoreConsumer` owns the constructor fields, the `get()` deadline and wake
 loop, a read-ahead buffer of claimed-but-not-handed-out messages and a buffer
-of broadcast copies, turning both into `Delivery`s, dead-lettering payloads
-that do not decode (reason "undecodable", the error in meta, then carry on),
-registering with the broker's set of open consumers, and closing (give back what was claimed
-but never handed out, unsubscribe). An adapter supplies only its store calls:
+of broadcast copies, turning both into `Delivery`s with their receipts,
+dead-lettering payloads that do not decode (reason "undecodable", the error
+in meta, then carry on), registering with the broker (so `Broker.close`
+closes it), and closing (give back what was claimed but never handed out,
+unsubscribe). An adapter supplies only its store calls:
 
 * `_fill()`: lease up to the free prefetch into the buffer (`add_claims`), take
   broadcast copies (`add_casts`), and say how long to idle when it found nothing;
@@ -13,7 +14,8 @@ but never handed out, unsubscribe). An adapter supplies only its store calls:
   delivered); returns its lease expiry, or None when the claim is gone;
 * `_wait(seconds)`: block until a wake-up or the timeout; True when woken;
 * `_bury(claim, error)`: dead-letter an undecodable claim;
-* `_release(claims)` and `_unsubscribe()`: give back and detach on close.
+* `_release(claims)`, `_unsubscribe(casts)`, `_closed_store()`: give back,
+  detach and drop connections on close; `_interrupt()` wakes a waiting `get`.
 """
 
 from __future__ import annotations

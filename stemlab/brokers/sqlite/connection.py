@@ -13,12 +13,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
+from stemlab.brokers.sqlfiles import statements
 from stemlab.core.options import BrokerOptions, choice, fixed, option, seconds, split_url
 from stemlab.errors import BrokerUnavailable, ConfigError, StemlabError
 
@@ -141,23 +140,11 @@ def reading() -> Iterator[None]:
         raise translate(exc) from exc
 
 
-@cache
 def load_sql(filename: str) -> dict[str, str]:
     """The `-- name: key` statements of one `.sql` file next to this module."""
-    text = resources.files(__package__).joinpath(filename).read_text(encoding="utf-8")
-    statements: dict[str, str] = {}
-    name: str | None = None
-    lines: list[str] = []
-    for line in [*text.splitlines(), "-- name: <end>"]:
-        if line.startswith("-- name:"):
-            if name is not None:
-                statements[name] = "\n".join(lines).strip()
-            name, lines = line.split(":", 1)[1].strip(), []
-        elif name is not None and not line.lstrip().startswith("--"):
-            lines.append(line)
-    return statements
+    return statements(__package__, filename)
 
 
 def schema() -> str:
     """The whole schema script (CREATE ... IF NOT EXISTS)."""
-    return resources.files(__package__).joinpath("schema.sql").read_text(encoding="utf-8")
+    return statements(__package__, "schema.sql")["schema"]
