@@ -6,27 +6,37 @@ way two clients of one server do.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-import time
+import uuid
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from stemlab.core.broker import Broker, Consumer
 from stemlab.core.clock import Clock, SystemClock, from_epoch
+from stemlab.core.consumer import IDLE, Cast, Claim, StoreConsumer
 from stemlab.core.envelope import Delivery, Envelope
+from stemlab.core.options import BrokerOptions, Rule, option, split_url
+from stemlab.core.receipts import INT, Receipts
 from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
 from stemlab.core.state import QueueState
-from stemlab.errors import LeaseLost
+from stemlab.errors import ConfigError, LeaseLost
 
 __all__ = ["MemoryBroker"]
-
-_MAX_WAIT = 0.25
 
 
 class _Store:
     def __init__(self) -> None:
         self.cond = threading.Condition(threading.Lock())
         self.state = QueueState()
+        self.id = uuid.uuid4().hex[:12]  # its identity in receipts
+        self.version = 0  # bumped at every change a waiting consumer may care about
+
+    def notify(self) -> None:
+        """Wake waiting consumers (the caller holds `cond`)."""
+        self.version += 1
+        self.cond.notify_all()
 
 
 _stores: dict[str, _Store] = {}
@@ -41,11 +51,21 @@ def _store(namespace: str) -> _Store:
         return store
 
 
-def _token(delivery: Delivery) -> int:
-    kind, _, raw = delivery.receipt.partition(":")
-    if kind not in ("m", "b") or not raw.isdigit():
-        raise LeaseLost(f"not a receipt of the memory broker: {delivery.receipt!r}")
-    return int(raw)
+def _check_clock(name: str, value: Any) -> Clock | None:
+    if value is None or callable(getattr(value, "time", None)):
+        return value
+    raise ConfigError(f"option {name} must have a time() method (a Clock), got {value!r}")
+
+
+_CLOCK = Rule(_check_clock)
+
+
+@dataclass(frozen=True)
+class MemoryOptions(BrokerOptions):
+    """`memory://` options: the common ones plus an injectable clock."""
+
+    scheme: ClassVar[str] = "memory"
+    clock: Clock | None = option(None, _CLOCK)  # noqa: RUF009 - a Field, not a default
 
 
 class MemoryBroker(Broker):
@@ -58,17 +78,28 @@ class MemoryBroker(Broker):
         default_visibility_timeout: float = 30.0,
         clock: Clock | None = None,
     ) -> None:
-        if not namespace:
-            raise ValueError("namespace must be non-empty")
-        self.namespace = namespace
-        self.default_visibility_timeout = float(default_visibility_timeout)
-        self.clock: Clock = clock or SystemClock()
-        self._store = _store(namespace)
+        self.options = MemoryOptions(
+            namespace=namespace, default_visibility_timeout=default_visibility_timeout, clock=clock
+        )
+        self.namespace = self.options.namespace
+        self.default_visibility_timeout = self.options.default_visibility_timeout
+        self.clock: Clock = self.options.clock or SystemClock()
+        self.store = self._store = _store(self.namespace)
+        self.receipts = Receipts(self._store.id, self.namespace, {"q": (INT,), "b": (INT,)})
         self._caps = Capabilities(broadcast_scope="process", durable=False, cross_process=False)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> MemoryBroker:
-        return cls(**options)
+        """`memory://` (options may also come as `memory://?namespace=jobs`)."""
+        parts, query = split_url(url, ("memory",))
+        if parts.netloc or parts.path:
+            raise ConfigError(f"malformed URL {url!r}: memory:// takes no host or path")
+        opts = MemoryOptions.build(options, query)
+        return cls(
+            opts.namespace,
+            default_visibility_timeout=opts.default_visibility_timeout,
+            clock=opts.clock,
+        )
 
     @property
     def capabilities(self) -> Capabilities:
@@ -85,12 +116,12 @@ class MemoryBroker(Broker):
             now = self._now()
             for envelope in envelopes:
                 self._store.state.publish(envelope, now)
-            self._store.cond.notify_all()
+            self._store.notify()
 
     def _broadcast(self, channel: str, envelope: Envelope) -> None:
         with self._store.cond:
             self._store.state.broadcast(channel, envelope)
-            self._store.cond.notify_all()
+            self._store.notify()
 
     def _consume(
         self, queues: tuple[str, ...], channels: tuple[str, ...], prefetch: int, consumer: str
@@ -100,18 +131,21 @@ class MemoryBroker(Broker):
         return _MemoryConsumer(self, queues, channels, prefetch, consumer)
 
     def _settle(self, delivery: Delivery, queue_op: str, *args: Any) -> Any:
-        token = _token(delivery)
+        (token,) = self.receipts.read(delivery)
+        return self._settle_token(int(token), queue_op, *args, cast=delivery.channel is not None)
+
+    def _settle_token(self, token: int, queue_op: str, *args: Any, cast: bool = False) -> Any:
         state = self._store.state
         with self._store.cond:
             now = self._now()
-            if delivery.channel is not None:
+            if cast:
                 if queue_op == "dead_letter":
                     state.dead_letter_broadcast(token, now, *args)
                 else:
                     state.settle_broadcast(token)
                 return None
             result = getattr(state, queue_op)(token, now, *args)
-            self._store.cond.notify_all()
+            self._store.notify()
             return result
 
     def _ack(self, delivery: Delivery) -> None:
@@ -129,7 +163,7 @@ class MemoryBroker(Broker):
     def _locked(self, op: str, *args: Any) -> Any:
         with self._store.cond:
             result = getattr(self._store.state, op)(*args)
-            self._store.cond.notify_all()
+            self._store.notify()
             return result
 
     def _purge(self, queue: str) -> int:
@@ -168,7 +202,9 @@ class MemoryBroker(Broker):
         pass
 
 
-class _MemoryConsumer(Consumer):
+class _MemoryConsumer(StoreConsumer):
+    """The consumer core over the shared state: claims one message at a time."""
+
     def __init__(
         self,
         broker: MemoryBroker,
@@ -177,56 +213,65 @@ class _MemoryConsumer(Consumer):
         prefetch: int,
         name: str,
     ) -> None:
-        super().__init__(name)
-        self._broker = broker
-        self._store = broker._store
-        self._queues = queues
-        self._channels = channels
-        self._prefetch = prefetch
+        super().__init__(broker, queues, channels, prefetch, name)
+        self._store = broker.store
+        self._clock = broker.clock
+        self._vt = broker.default_visibility_timeout
+        self._seen = -1  # the store's version when we last found nothing
 
-    def _take(self, now: float) -> Delivery | None:
-        state = self._store.state
-        # Reclaim expired leases first: an expired lease frees its prefetch slot, and
-        # popping past-due heap entries keeps `next_wakeup` from busy-waking `get`.
-        state.tick(now)
-        item = state.take_broadcast(self.name)
-        if item is not None:
-            token, channel, env = item
-            return Delivery(env, f"b:{token}", env.queue, None, 1, channel)
-        if self._queues and state.held(self.name) < self._prefetch:
-            vt = self._broker.default_visibility_timeout
-            leases = state.claim(self._queues, self.name, now, 1, vt)
-            if leases:
-                lease = leases[0]
-                expires = from_epoch(lease.expires_at)
-                return Delivery(
-                    lease.envelope, f"m:{lease.token}", lease.queue, expires, lease.delivery_count
-                )
-        return None
+    def _fill(self) -> float:
+        store, state = self._store, self._store.state
+        with store.cond:
+            now = self._clock.time()
+            # Reclaim expired leases first: an expired lease frees its prefetch slot, and
+            # popping past-due heap entries keeps `next_wakeup` from busy-waking `get`.
+            state.tick(now)
+            while (item := state.take_broadcast(self.name)) is not None:
+                token, channel, envelope = item
+                self.add_casts([Cast((token,), channel, envelope)])
+            if self.queues and state.held(self.name) < self.prefetch:
+                vt = self._vt
+                for lease in state.claim(self.queues, self.name, now, 1, vt):
+                    self.add_claims(
+                        [
+                            Claim(
+                                (lease.token,),
+                                lease.queue,
+                                lease.envelope,
+                                lease.delivery_count,
+                                lease.expires_at,
+                            )
+                        ]
+                    )
+            self._seen = store.version
+            wake = state.next_wakeup()
+        return IDLE if wake is None else min(IDLE, max(0.0, wake - now) + 0.001)
 
-    def get(self, timeout: float | None = None) -> Delivery | None:
-        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+    def _wait(self, seconds: float) -> bool:
+        store = self._store
+        with store.cond:
+            if store.version != self._seen:
+                return True
+            return store.cond.wait(seconds)
+
+    def _bury(self, claim: Claim, error: Exception) -> None:  # pragma: no cover
+        token = int(claim.fields[0])
         with self._store.cond:
-            while not self.closed and not self._broker.closed:
-                now = self._broker._now()
-                delivery = self._take(now)
-                if delivery is not None:
-                    return delivery
-                wait = _MAX_WAIT
-                wake = self._store.state.next_wakeup()
-                if wake is not None:
-                    wait = min(wait, max(0.0, wake - now) + 0.001)
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return None
-                    wait = min(wait, left)
-                self._store.cond.wait(wait)
-        return None
+            state = self._store.state
+            state.dead_letter(token, self._clock.time(), "undecodable", {"error": str(error)})
 
-    def close(self) -> None:
-        if not self.closed:
-            super().close()
-            with self._store.cond:
-                self._store.state.unsubscribe(self.name)
-                self._store.cond.notify_all()
+    def _release(self, claims: list[Claim]) -> None:
+        with self._store.cond:
+            now = self._clock.time()
+            for claim in claims:
+                with contextlib.suppress(LeaseLost):
+                    self._store.state.nack(int(claim.fields[0]), now)
+            self._store.notify()
+
+    def _unsubscribe(self, casts: list[Cast]) -> None:
+        with self._store.cond:
+            for cast in casts:
+                with contextlib.suppress(LeaseLost):
+                    self._store.state.settle_broadcast(int(cast.fields[0]))
+            self._store.state.unsubscribe(self.name)
+            self._store.notify()

@@ -8,6 +8,8 @@ way and before anything is written.
 from __future__ import annotations
 
 import abc
+import threading
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -23,12 +25,14 @@ from stemlab.core.envelope import (
     validate_priority,
     validate_queue_name,
 )
+from stemlab.core.receipts import Receipts
 from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
 from stemlab.errors import StemlabError
 
 __all__ = ["Broker", "Consumer", "normalise_names"]
 
 Duration = float | int | timedelta
+_track_lock = threading.Lock()
 
 
 def normalise_names(names: str | Sequence[str], what: str) -> tuple[str, ...]:
@@ -52,8 +56,11 @@ def _since(value: datetime | None) -> float | None:
 class Consumer(abc.ABC):
     """A blocking iterator of deliveries and a context manager.
 
-    Closing it stops delivery to it but does not release what it already
-    received: those stay leased until settled or expired.
+    `get(timeout)` returns the next `Delivery` (broadcast copies first) or None
+    when `timeout` passes. A consumer holds at most `prefetch` unsettled queue
+    leases. Closing it (or its broker) stops delivery and gives back what it
+    read ahead but never handed out; deliveries already handed out stay leased
+    until settled or expired.
     """
 
     def __init__(self, name: str) -> None:
@@ -83,9 +90,29 @@ class Consumer(abc.ABC):
 
 
 class Broker(abc.ABC):
-    """The contract: publish, consume, settle, count, dead letters, broadcast."""
+    """The contract: publish, consume, settle, count, dead letters, broadcast.
+
+    Delivery is at least once. A consumed message is leased for its envelope's
+    `visibility_timeout` (else the broker's `default_visibility_timeout`); an
+    expired lease makes it deliverable again, with `delivery_count` one higher.
+    Within a queue, higher priority first, FIFO within a priority.
+
+    A `Delivery`'s receipt is opaque and settles it once: `ack` removes the
+    message, `nack` makes it ready again (or dead-letters it as "nack" with
+    `requeue=False`), `dead_letter` moves it to its queue's dead letters,
+    `extend_lease` moves its expiry. A receipt that is stale (settled, or
+    redelivered to someone else) or was not issued by this broker (another
+    namespace or store, or forged) raises `LeaseLost` and changes nothing.
+
+    Every argument is validated here, before anything is written: bad values are
+    `ValueError`/`TypeError` (`EnvelopeError` for envelopes). Adapters raise
+    `ConfigError` for a bad URL or option and `BrokerUnavailable` when their
+    service stays unreachable after bounded retries. Brokers of one namespace on
+    one store see the same queues; namespaces never see each other's.
+    """
 
     closed: bool = False
+    receipts: Receipts  # set by each adapter: issues and reads back its receipts
 
     # ------------------------------------------------------------- producing
     def publish(
@@ -177,10 +204,11 @@ class Broker(abc.ABC):
             raise ValueError("broadcast deliveries have no lease to extend")
         return self._extend_lease(delivery, seconds)
 
-    @staticmethod
-    def _delivery(delivery: Delivery) -> Delivery:
+    def _delivery(self, delivery: Delivery) -> Delivery:
+        """Refuse anything but a delivery whose receipt this broker issued (before any write)."""
         if not isinstance(delivery, Delivery):
             raise TypeError(f"expected a Delivery, got {type(delivery).__name__}")
+        self.receipts.read(delivery)
         return delivery
 
     # -------------------------------------------------------------- counting
@@ -256,10 +284,25 @@ class Broker(abc.ABC):
         """What this adapter promises (priority levels, broadcast scope, polling...)."""
 
     def close(self) -> None:
-        """Release connections; idempotent."""
+        """Close open consumers (their unhanded read-ahead goes back), release connections.
+
+        Idempotent. Deliveries already handed out stay leased until they expire.
+        """
         if not self.closed:
             self.closed = True
+            for consumer in list(self.__dict__.get("_open_consumers", ())):
+                consumer.close()
             self._close()
+
+    def track(self, consumer: Consumer) -> None:
+        """Remember an open consumer, so closing the broker closes it."""
+        with _track_lock:
+            opened = self.__dict__.setdefault("_open_consumers", weakref.WeakSet())
+            opened.add(consumer)
+
+    def untrack(self, consumer: Consumer) -> None:
+        with _track_lock:
+            self.__dict__.get("_open_consumers", weakref.WeakSet()).discard(consumer)
 
     def _check_open(self) -> None:
         if self.closed:

@@ -20,7 +20,7 @@ import pytest
 import stemlab
 from stemlab import BrokerUnavailable, ConfigError, Envelope
 from stemlab.brokers.sqlite import SQLiteBroker
-from stemlab.brokers.sqlite.broadcast import HOST
+from stemlab.brokers.sqlite.store import HOST
 from tests.contract.support import MARGIN, counts, env, take
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
+from typing import Any
 
 import pytest
 
@@ -85,3 +86,59 @@ def test_import_stemlab_needs_no_optional_driver() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+# ----------------------------------------------------------- options (one ConfigError)
+@pytest.mark.parametrize(
+    "url, options",
+    [
+        ("memory://", {"bogus": 1}),  # was a TypeError
+        ("memory://", {"namespace": ""}),  # was a ValueError
+        ("memory://", {"namespace": "a:b"}),
+        ("memory://", {"namespace": 7}),
+        ("memory://", {"default_visibility_timeout": "soon"}),
+        ("memory://", {"default_visibility_timeout": float("inf")}),
+        ("memory://", {"clock": "yesterday"}),
+        ("memory://host", {}),
+        ("memory:///path", {}),
+        ("memory://?bogus=1", {}),
+        ("memory://?default_visibility_timeout=x", {}),
+        ("redis://127.0.0.1:6379/abc", {}),  # silently used db 0
+        ("redis://127.0.0.1:6379/-1", {}),
+        ("redis://127.0.0.1:6379/1/2", {}),
+        ("redis://127.0.0.1:6379/14?foo=bar", {}),  # a 60-line traceback at first use
+        ("redis://127.0.0.1:6379/14?socket_timeout=soon", {}),
+        ("redis://127.0.0.1:6379/14?retry_timeout=1&retry_timeout=2", {}),
+        ("redis://127.0.0.1:99999/0", {}),
+        ("redis://127.0.0.1:6379/0#frag", {}),
+        ("redis://127.0.0.1:6379/0", {"socket_timeout": 0}),
+        ("postgresql://postgres@127.0.0.1/test?foo=bar", {}),
+        ("postgresql://postgres@127.0.0.1/test", {"retries": -1}),
+        ("postgresql://postgres@127.0.0.1/test", {"vacuum_threshold": 1.5}),
+    ],
+)
+def test_bad_option_or_url_part_is_one_config_error_line(url: str, options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as info:
+        connect(url, **options)
+    message = str(info.value)
+    assert "\n" not in message and message, message
+
+
+def test_options_in_the_url_and_keywords_go_through_one_rule() -> None:
+    ns = _ns()
+    with connect(f"memory://?namespace={ns}&default_visibility_timeout=4") as broker:
+        assert (broker.namespace, broker.default_visibility_timeout) == (ns, 4.0)  # type: ignore[attr-defined]
+    with connect(f"memory://?namespace={ns}", namespace=ns + "k") as broker:
+        assert broker.namespace == ns + "k"  # type: ignore[attr-defined]  # keywords win
+
+
+def test_redis_database_comes_from_the_path() -> None:
+    pytest.importorskip("redis")
+    from stemlab.brokers.redis.settings import parse_url
+
+    assert parse_url("redis://127.0.0.1:6379/14").db == 14
+    assert parse_url("redis://127.0.0.1:6379").db == 0
+    assert parse_url("redis://127.0.0.1:6379/").db == 0
+    settings = parse_url("redis://:pw@127.0.0.1:6379/3?retry_timeout=0&socket_timeout=2.5")
+    assert (settings.db, settings.retry_timeout, settings.socket_timeout) == (3, 0.0, 2.5)
+    assert "?" not in settings.url

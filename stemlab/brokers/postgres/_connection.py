@@ -9,13 +9,12 @@ so many processes may start at once.
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -23,96 +22,64 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from stemlab.brokers.postgres import _sql
-from stemlab.core.clock import as_seconds
+from stemlab.core.options import (
+    BrokerOptions,
+    choice,
+    fixed,
+    integer,
+    option,
+    pattern,
+    seconds,
+    split_url,
+)
 from stemlab.errors import BrokerUnavailable, ConfigError, StemlabError
 
 __all__ = ["SCHEMA_VERSION", "Runner", "Settings", "connect", "ensure_schema", "translated"]
 
 SCHEMA_VERSION = 1
 T = TypeVar("T")
-_SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _COMMIT_LEVELS = ("off", "local", "remote_write", "on", "remote_apply")
 RETRYABLE: tuple[type[Exception], ...] = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
-def _seconds(value: Any, what: str, *, allow_none: bool = False) -> float | None:
-    if value is None and allow_none:
-        return None
-    try:
-        seconds = as_seconds(value, what)
-    except TypeError as exc:
-        raise ConfigError(str(exc)) from exc
-    if not seconds > 0 or math.isinf(seconds):
-        raise ConfigError(f"{what} must be a finite duration > 0, got {value!r}")
-    return seconds
-
-
-def _int(value: Any, what: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{what} must be an int >= {low}, got {value!r}")
-    return value
-
-
 @dataclass(frozen=True)
-class Settings:
-    """Everything a broker, its pools and its consumers need to know (validated)."""
+class Settings(BrokerOptions):
+    """Everything a broker, its pools and its consumers need to know (validated).
 
-    url: str
-    namespace: str = "stem"
-    default_visibility_timeout: float = 30.0
-    schema: str = "stemlab"
-    pool_size: int = 4
-    connect_timeout: float = 5.0
-    retries: int = 3
-    poll_interval: float = 1.0
-    dead_letter_retention: float | None = 7 * 86400.0
-    broadcast_retention: float | None = 3600.0
-    sweep_interval: float = 60.0
-    vacuum_threshold: int | None = 20_000
-    synchronous_commit: str = "off"
+    The URL's query holds libpq parameters (`?sslmode=require`), checked by libpq's
+    own parser; stemlab's options are keywords.
+    """
+
+    scheme: ClassVar[str] = "postgresql"
+
+    url: str = fixed("")
+    schema: str = option("stemlab", pattern(r"[a-z_][a-z0-9_]{0,62}", "a plain SQL identifier"))
+    pool_size: int = option(4, integer(1))
+    connect_timeout: float = option(5.0, seconds())
+    retries: int = option(3, integer(0))
+    poll_interval: float = option(1.0, seconds())
+    dead_letter_retention: float | None = option(7 * 86400.0, seconds(optional=True))
+    broadcast_retention: float | None = option(3600.0, seconds(optional=True))
+    sweep_interval: float = option(60.0, seconds())
+    vacuum_threshold: int | None = option(20_000, integer(0, optional=True))
+    synchronous_commit: str = option("off", choice(*_COMMIT_LEVELS))
 
     @classmethod
-    def build(cls, url: str, **options: Any) -> Settings:
+    def from_url(cls, url: str, **options: Any) -> Settings:
         """Validate a URL and the adapter's options; anything wrong is a `ConfigError`."""
+        split_url(url, ("postgresql", "postgres"))
         try:
             conninfo_to_dict(url)
         except psycopg.Error as exc:
-            raise ConfigError(f"malformed postgres URL {url!r}: {exc}") from exc
-        known = {f for f in cls.__dataclass_fields__ if f != "url"}
-        unknown = set(options) - known
-        if unknown:
-            raise ConfigError(f"unknown postgres broker options: {sorted(unknown)}")
-        o = dict(options)
-        ns = o.get("namespace", "stem")
-        if not isinstance(ns, str) or not ns:
-            raise ConfigError("namespace must be a non-empty string")
-        schema = o.get("schema", "stemlab")
-        if not isinstance(schema, str) or not _SCHEMA_RE.fullmatch(schema):
-            raise ConfigError(f"schema must match {_SCHEMA_RE.pattern}, got {schema!r}")
-        level = o.get("synchronous_commit", "off")
-        if level not in _COMMIT_LEVELS:
-            raise ConfigError(f"synchronous_commit must be one of {_COMMIT_LEVELS}")
-        return cls(
-            url=url,
-            namespace=ns,
-            schema=schema,
-            synchronous_commit=level,
-            default_visibility_timeout=_req(o, "default_visibility_timeout", 30.0),
-            pool_size=_int(o.get("pool_size", 4), "pool_size", 1),
-            connect_timeout=_req(o, "connect_timeout", 5.0),
-            retries=_int(o.get("retries", 3), "retries", 0),
-            poll_interval=_req(o, "poll_interval", 1.0),
-            dead_letter_retention=_seconds(
-                o.get("dead_letter_retention", 7 * 86400.0),
-                "dead_letter_retention",
-                allow_none=True,
-            ),
-            broadcast_retention=_seconds(
-                o.get("broadcast_retention", 3600.0), "broadcast_retention", allow_none=True
-            ),
-            sweep_interval=_req(o, "sweep_interval", 60.0),
-            vacuum_threshold=_threshold(o.get("vacuum_threshold", 20_000)),
-        )
+            detail = " ".join(str(exc).split())
+            raise ConfigError(f"malformed postgres URL {url!r}: {detail}") from None
+        return cls.build(options, url=url)
+
+    def server(self) -> tuple[str, str, str]:
+        """(host, port, database) as the URL names them: part of the store's identity."""
+        params = conninfo_to_dict(self.url)
+        host = str(params.get("host") or params.get("hostaddr") or "")
+        return host, str(params.get("port") or "5432"), str(params.get("dbname") or "")
 
     def conninfo(self, role: str, synchronous_commit: str, *, generic_plans: bool = False) -> str:
         """The libpq connection string for one kind of connection of this broker.
@@ -136,16 +103,6 @@ class Settings:
     def backoff(self, attempt: int) -> float:
         """Seconds to wait before retry number `attempt` (0-based): 50 ms doubling to 1 s."""
         return min(1.0, 0.05 * 2**attempt)
-
-
-def _threshold(value: Any) -> int | None:
-    return None if value is None else _int(value, "vacuum_threshold", 0)
-
-
-def _req(options: dict[str, Any], name: str, default: float) -> float:
-    value = _seconds(options.get(name, default), name)
-    assert value is not None
-    return value
 
 
 @contextmanager

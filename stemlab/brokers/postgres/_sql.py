@@ -1,17 +1,21 @@
-"""Load the adapter's named `.sql` files (they live next to this module)."""
+"""The adapter's named statements: one `<name>.sql` file each, next to this module.
+
+Loaded by the shared loader (`stemlab.brokers.sqlfiles`), like the SQLite adapter's.
+"""
 
 from __future__ import annotations
 
 from functools import cache
-from importlib import resources
+
+from stemlab.brokers.sqlfiles import statements
 
 __all__ = ["query", "text"]
 
 
 @cache
 def text(name: str) -> str:
-    """The text of `<name>.sql`, read once per process."""
-    return resources.files(__package__).joinpath(f"{name}.sql").read_text("utf-8")
+    """The statement of `<name>.sql`, read once per process."""
+    return statements(__package__, f"{name}.sql")[name]
 
 
 @cache

@@ -1,5 +1,7 @@
+-- tables: queue_broadcasts
 -- broadcast_take.sql: hands a consumer the broadcast copies waiting for it in
 -- queue_broadcasts (oldest first), marking them taken until they are settled.
+-- name: broadcast_take
 UPDATE queue_broadcasts b
    SET taken = true
  WHERE b.id IN (SELECT id

@@ -12,55 +12,24 @@ undo a claim or settle, which at-least-once delivery turns into a redelivery).
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import threading
-import time
-import weakref
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from psycopg import sql
-
 from stemlab.brokers.postgres import _sql
-from stemlab.brokers.postgres._connection import Runner, Settings, ensure_schema
-from stemlab.brokers.postgres.consumer import (
-    PostgresConsumer,
-    _Claim,
-    _utc,
-    purged,
-    read_ahead,
-    wake_local,
-)
+from stemlab.brokers.postgres._connection import Settings
+from stemlab.brokers.postgres.consumer import PostgresConsumer, _utc
+from stemlab.brokers.postgres.store import STALE, Store
 from stemlab.core.broker import Broker, Consumer
 from stemlab.core.clock import from_epoch, utcnow
 from stemlab.core.codec import dumps, loads
 from stemlab.core.envelope import Delivery, Envelope, undecodable_envelope
+from stemlab.core.receipts import INT, TEXT, Receipts, store_id
 from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
-from stemlab.errors import EnvelopeError, LeaseLost, StemlabError
+from stemlab.errors import EnvelopeError, LeaseLost
 
 __all__ = ["PostgresBroker"]
-
-_VACUUMABLE = ("queue_messages", "queue_broadcasts", "queue_dead_letters", "queue_subscriptions")
-_STALE = "this delivery was already settled or handed to another consumer"
-
-
-def _receipt(delivery: Delivery) -> tuple[int, int, str]:
-    """(row id, fencing token, consumer name) of a queue delivery's receipt."""
-    kind, _, rest = delivery.receipt.partition(":")
-    parts = rest.split(":", 2)
-    if kind != "pg" or len(parts) != 3 or not (parts[0].isdigit() and parts[1].isdigit()):
-        raise LeaseLost(f"not a receipt of the postgres broker: {delivery.receipt!r}")
-    return int(parts[0]), int(parts[1]), parts[2]
-
-
-def _broadcast_id(delivery: Delivery) -> int:
-    kind, _, raw = delivery.receipt.partition(":")
-    if kind != "pgb" or not raw.isdigit():
-        raise LeaseLost(f"not a broadcast receipt of the postgres broker: {delivery.receipt!r}")
-    return int(raw)
 
 
 def _entry(body: bytes, reason: str | None, meta: str, dead_at: datetime) -> DeadLetterEntry:
@@ -75,13 +44,15 @@ class PostgresBroker(Broker):
     """The contract on PostgreSQL: cluster-wide broadcast, durable, push pickup."""
 
     def __init__(self, url: str, **options: Any) -> None:
-        self.settings = Settings.build(url, **options)
+        self.settings = Settings.from_url(url, **options)
         s = self.settings
         self.namespace = s.namespace
         self.default_visibility_timeout = s.default_visibility_timeout
-        self.store_key = f"{s.url}#{s.schema}"
-        digest = hashlib.md5(f"{s.schema}\0{s.namespace}".encode(), usedforsecurity=False)
-        self.channel = "stemlab_" + digest.hexdigest()
+        self.receipts = Receipts(
+            store_id("postgres", *s.server(), s.schema),
+            s.namespace,
+            {"q": (TEXT, INT, INT), "b": (INT,)},  # q: consumer, row id, fencing token
+        )
         self._caps = Capabilities(
             priority_levels=10,
             delayed=True,
@@ -91,11 +62,9 @@ class PostgresBroker(Broker):
             poll_interval=None,
             reclaim_delay=0.0,
         )
-        ensure_schema(s)
-        self._runner = Runner(s)
-        self._consumers: weakref.WeakSet[PostgresConsumer] = weakref.WeakSet()
-        self._next_sweep = time.monotonic() + s.sweep_interval
-        self._sweep_lock = threading.Lock()
+        self.store = Store(s)
+        self.channel = self.store.channel
+        self._runner = self.store.runner  # tests patch its `run`
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> PostgresBroker:
@@ -111,21 +80,7 @@ class PostgresBroker(Broker):
     def _run(
         self, name: str, params: dict[str, Any], *, fetch: str = "none", publish: bool = False
     ) -> Any:
-        """Execute one named statement on a pooled connection and read its result there.
-
-        `fetch`: "one" (first row or None), "all" (rows), "count" (rowcount) or "none".
-        """
-        params["ns"] = self.namespace
-
-        def fn(conn: Any, attempt: int) -> Any:
-            cur = conn.execute(_sql.query(name), params)
-            if fetch == "one":
-                return cur.fetchone()
-            if fetch == "all":
-                return cur.fetchall()
-            return cur.rowcount if fetch == "count" else None
-
-        return self._runner.run(fn, name, publish=publish)
+        return self.store.run(name, params, fetch=fetch, publish=publish)
 
     # ------------------------------------------------------------- producing
     def _publish(self, envelope: Envelope) -> None:
@@ -159,45 +114,21 @@ class PostgresBroker(Broker):
     def _broadcast(self, channel: str, envelope: Envelope) -> None:
         params = {"bchannel": channel, "body": envelope.to_json().encode(), "channel": self.channel}
         self._run("broadcast", params, publish=True)
-        self._maybe_sweep()
+        self.store.maybe_sweep()
 
     def _consume(
         self, queues: tuple[str, ...], channels: tuple[str, ...], prefetch: int, consumer: str
     ) -> Consumer:
-        created = PostgresConsumer(self, queues, channels, prefetch, consumer)
-        self._consumers.add(created)
-        return created
+        return PostgresConsumer(self, queues, channels, prefetch, consumer)
 
     # -------------------------------------------------------------- settling
     def _settle(self, name: str, delivery: Delivery, extra: dict[str, Any]) -> None:
-        """Run a fenced statement; no row changed means the receipt is stale.
-
-        After a retried connection failure the first try may have committed, so the
-        receipt then counts as stale only if the row was handed to another delivery.
-        """
-        row_id, token, consumer = _receipt(delivery)
-        params = {"id": row_id, "token": token, "ns": self.namespace, **extra}
-
-        def fn(conn: Any, attempt: int) -> None:
-            cur = conn.execute(_sql.query(name), params)
-            if cur.rowcount > 0:
-                return
-            if attempt and not conn.execute(_sql.query("taken_by_other"), params).fetchone()[0]:
-                return
-            raise LeaseLost(_STALE)
-
-        self._runner.run(fn, name)
-        wake_local(self.store_key, self.namespace, consumer)
-        self._maybe_sweep()
+        consumer, row_id, token = self.receipts.read(delivery)
+        self.store.settle(name, int(row_id), int(token), str(consumer), **extra)
 
     def _broadcast_settle(self, name: str, delivery: Delivery, extra: dict[str, Any]) -> None:
-        params = {"id": _broadcast_id(delivery), "ns": self.namespace, **extra}
-
-        def fn(conn: Any, attempt: int) -> None:
-            if conn.execute(_sql.query(name), params).rowcount <= 0 and not attempt:
-                raise LeaseLost("this broadcast delivery was already settled")
-
-        self._runner.run(fn, name)
+        (bid,) = self.receipts.read(delivery)
+        self.store.settle_cast(name, int(bid), **extra)
 
     def _ack(self, delivery: Delivery) -> None:
         if delivery.channel is not None:
@@ -218,56 +149,26 @@ class PostgresBroker(Broker):
             self._broadcast_settle("broadcast_dead_letter", delivery, extra)
         else:
             self._settle("dead_letter", delivery, {**extra, "body": None})
-        self._maybe_sweep()
-
-    def _bury_undecodable(
-        self, row_id: int, token: int, queue: str, body: bytes, exc: Exception
-    ) -> None:
-        """Dead-letter a claimed row whose body is not an envelope, keeping its bytes."""
-        envelope = undecodable_envelope(bytes(body), queue, error=str(exc))
-        params = {
-            "id": row_id,
-            "token": token,
-            "task_id": envelope.id,
-            "body": envelope.to_json().encode(),
-            "reason": "undecodable",
-            "meta": dumps({"error": str(exc)[:500]}),
-        }
-        self._run("dead_letter", params)
+        self.store.maybe_sweep()
 
     def _extend_lease(self, delivery: Delivery, by: float) -> datetime:
-        row_id, token, _ = _receipt(delivery)
+        _, row_id, token = self.receipts.read(delivery)
         row = self._run("extend", {"id": row_id, "token": token, "by": by}, fetch="one")
         if row is None:
-            raise LeaseLost(_STALE)
+            raise LeaseLost(STALE)
         expires: datetime = _utc(row[0])
         return expires
-
-    def _release(self, claims: list[_Claim], consumer: str, channels: list[str]) -> None:
-        """A consumer closes: un-claim rows it never handed out, drop its subscriptions."""
-        try:
-            if claims:
-                params = {
-                    "ids": [c.id for c in claims],
-                    "tokens": [c.token for c in claims],
-                    "ready_ats": [c.ready_at for c in claims],
-                }
-                self._run("release", params)
-            if channels:
-                self._run("unsubscribe", {"consumer": consumer})
-        except StemlabError:
-            pass  # unreachable server: the leases expire and the sweep drops the subscription
 
     # -------------------------------------------------------------- counting
     def _counts(self, queue: str) -> tuple[int, int, int]:
         """(pending, inflight, delayed); read-ahead rows of this process count as pending."""
         row = self._run("counts", {"queue": queue}, fetch="one")
-        unhanded = min(read_ahead(self.store_key, self.namespace, queue), int(row[1]))
+        unhanded = min(self.store.read_ahead(queue), int(row[1]))
         return int(row[0]) + unhanded, int(row[1]) - unhanded, int(row[2])
 
     def _purge(self, queue: str) -> int:
         removed = int(self._run("purge", {"queue": queue}, fetch="count"))
-        purged(self.store_key, self.namespace, queue)
+        self.store.purged(queue)
         return removed
 
     # ---------------------------------------------------------- dead letters
@@ -329,51 +230,8 @@ class PostgresBroker(Broker):
         Returns how many rows of each kind were removed and how many tables vacuumed.
         """
         self._check_open()
-        s = self.settings
-        params = {
-            "dead_retention": s.dead_letter_retention,
-            "broadcast_retention": s.broadcast_retention,
-        }
-        row = self._run("sweep", params, fetch="one")
-        result = {"dead_letters": row[0], "broadcasts": row[1], "subscriptions": row[2]}
-        result["vacuumed"] = self._vacuum() if s.vacuum_threshold is not None else 0
-        return result
-
-    def _vacuum(self) -> int:
-        threshold = self.settings.vacuum_threshold
-
-        def fn(conn: Any, attempt: int) -> int:
-            tables = conn.execute(_sql.query("vacuum_candidates"), {"threshold": threshold})
-            names = [r[0] for r in tables.fetchall() if r[0] in _VACUUMABLE]
-            for name in names:
-                conn.execute(sql.SQL("VACUUM (SKIP_LOCKED) {}").format(sql.Identifier(name)))
-            return len(names)
-
-        try:
-            return self._runner.run(fn, "vacuum")
-        except StemlabError:
-            return 0  # e.g. not the table owner: autovacuum has to do it
-
-    def _maybe_sweep(self) -> None:
-        """Start a background sweep when one is due (never blocks the caller)."""
-        now = time.monotonic()
-        if now < self._next_sweep or self.closed:
-            return
-        with self._sweep_lock:
-            if now < self._next_sweep:
-                return
-            self._next_sweep = now + self.settings.sweep_interval
-        threading.Thread(
-            target=self._background_sweep, name="stemlab-pg-sweep", daemon=True
-        ).start()
-
-    def _background_sweep(self) -> None:
-        with contextlib.suppress(StemlabError):  # best effort: the next sweep catches up
-            if not self.closed:
-                self.sweep()
+        return self.store.sweep()
 
     # -------------------------------------------------------------- lifetime
     def _close(self) -> None:
-        for consumer in list(self._consumers):
-            consumer.close()
-        self._runner.close()
+        self.store.close()

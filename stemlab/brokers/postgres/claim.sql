@@ -1,3 +1,4 @@
+-- tables: queue_messages, queue_seq
 -- claim.sql: leases due or lease-expired messages of ONE queue in queue_messages, in one
 -- statement (claim_many.sql does several queues). Takes up to (prefetch - live leases of
 -- the consumer) rows, highest priority first, FIFO (ready time, then seq) within a
@@ -15,6 +16,7 @@
 --   wake_in    when nothing more is claimable: seconds until the next delayed message
 --              or lease of the queue becomes claimable (NULL: none).
 -- So an idle consumer knows how long to sleep without another round trip.
+-- name: claim
 WITH slots AS (
     SELECT greatest(0, %(prefetch)s - count(*))::int AS n
       FROM queue_messages

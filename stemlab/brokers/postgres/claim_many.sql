@@ -1,3 +1,4 @@
+-- tables: queue_messages, queue_seq
 -- claim_many.sql: claim.sql for several queues consumed together (table queue_messages),
 -- in ONE statement. Takes up to (prefetch - live leases of the consumer) rows of the
 -- given queues, highest priority first, FIFO (ready time, then seq) within a priority, skipping
@@ -18,6 +19,7 @@
 --   wake_in    when nothing more is claimable: seconds until the next delayed message
 --              or lease of these queues becomes claimable (NULL: none).
 -- So an idle consumer knows how long to sleep without another round trip.
+-- name: claim_many
 WITH slots AS (
     SELECT greatest(0, %(prefetch)s - count(*))::int AS n
       FROM queue_messages

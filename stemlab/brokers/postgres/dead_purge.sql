@@ -1,5 +1,7 @@
+-- tables: queue_dead_letters
 -- dead_purge.sql: deletes a queue's dead letters from queue_dead_letters, oldest first,
 -- dead at or after since (NULL: all), at most limit (NULL: no limit).
+-- name: dead_purge
 DELETE FROM queue_dead_letters
  WHERE id IN (SELECT id
                 FROM queue_dead_letters

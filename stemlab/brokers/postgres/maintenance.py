@@ -12,7 +12,7 @@ __all__ = ["delete_namespaces", "table_stats"]
 
 def delete_namespaces(url: str, namespaces: list[str], *, schema: str = "stemlab") -> int:
     """Delete every row of these namespaces (messages, dead letters, broadcasts); returns rows."""
-    settings = Settings.build(url, schema=schema)
+    settings = Settings.from_url(url, schema=schema)
     removed = 0
     with translated("delete namespaces"), connect(settings, "maintenance") as conn:
         if conn.execute("SELECT to_regnamespace(%s) IS NOT NULL", [schema]).fetchone()[0]:
@@ -25,7 +25,7 @@ def delete_namespaces(url: str, namespaces: list[str], *, schema: str = "stemlab
 
 def table_stats(url: str, *, schema: str = "stemlab") -> dict[str, dict[str, Any]]:
     """Per table: total size in bytes, live and dead tuples, last (auto)vacuum."""
-    settings = Settings.build(url, schema=schema)
+    settings = Settings.from_url(url, schema=schema)
     with translated("table stats"), connect(settings, "maintenance") as conn:
         rows = conn.execute(_sql.query("table_stats")).fetchall()
     keys = ("total_bytes", "live_tuples", "dead_tuples", "last_autovacuum", "last_vacuum")

@@ -1,6 +1,8 @@
+-- tables: queue_messages
 -- publish_many.sql: inserts a batch of messages into queue_messages (array parameters,
 -- kept in order so seq follows the batch order) and sends ONE notification on the
 -- namespace's channel listing the distinct queues ('*' when the list is too long).
+-- name: publish_many
 WITH ins AS (
     INSERT INTO queue_messages (ns, queue, priority, available_at, visibility, body)
     SELECT %(ns)s, t.queue, t.priority, greatest(now(), t.not_before), t.visibility, t.body

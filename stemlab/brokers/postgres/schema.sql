@@ -1,8 +1,10 @@
+-- tables: queue_messages, queue_broadcasts, queue_dead_letters, queue_subscriptions, queue_schema_version, queue_seq
 -- schema.sql: creates the broker's schema {schema} and its objects, idempotently:
 --   sequence queue_seq (ordering, row ids and lease tokens),
 --   tables queue_schema_version, queue_messages, queue_dead_letters,
 --   queue_subscriptions, queue_broadcasts (every row carries its namespace `ns`).
 -- Run inside one transaction holding an advisory lock, so many processes may start at once.
+-- name: schema
 CREATE SCHEMA IF NOT EXISTS {schema};
 SET LOCAL search_path = {schema};
 

@@ -1,9 +1,11 @@
+-- tables: queue_broadcasts, queue_dead_letters, queue_subscriptions, pg_stat_activity
 -- sweep.sql: enforces the namespace's retention in one statement: deletes rows of
 -- queue_dead_letters older than dead_retention seconds (NULL: keep), rows of
 -- queue_broadcasts older than broadcast_retention seconds, and rows of
 -- queue_subscriptions whose consumer connection is gone (a crashed process; a live
 -- consumer that lost its connection re-subscribes when it reconnects), and untaken
 -- broadcast copies addressed to consumers that no longer have a subscription.
+-- name: sweep
 WITH dead AS (
     DELETE FROM queue_dead_letters
      WHERE ns = %(ns)s AND %(dead_retention)s::float8 IS NOT NULL

@@ -1,5 +1,7 @@
+-- tables: queue_messages, queue_broadcasts, queue_dead_letters, queue_subscriptions, pg_class, pg_namespace, pg_stat_user_tables
 -- table_stats.sql: size and tuple statistics of the broker's tables (queue_messages,
 -- queue_dead_letters, queue_subscriptions, queue_broadcasts) in the current schema.
+-- name: table_stats
 SELECT c.relname,
        pg_total_relation_size(c.oid) AS total_bytes,
        coalesce(s.n_live_tup, 0) AS live_tuples,

@@ -14,55 +14,33 @@ Design notes and benchmarks: docs/redis.md.
 from __future__ import annotations
 
 import math
-import os
-import threading
-import weakref
-from collections import deque
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from stemlab.brokers.redis.link import Arg, Link, script
+from stemlab.brokers.redis.link import Arg
 from stemlab.brokers.redis.settings import (
     MAX_IDLE_MS,
-    Settings,
-    connection_factory,
     envelope_json,
     from_ms,
     from_us,
+    parse_url,
     publish_fields,
     undecodable_envelope,
 )
+from stemlab.brokers.redis.store import Store
 from stemlab.core.broker import Broker, Consumer
 from stemlab.core.clock import from_epoch, utcnow
 from stemlab.core.codec import dumps, loads
 from stemlab.core.envelope import Delivery, Envelope
+from stemlab.core.receipts import INT, TEXT, Receipts, store_id
 from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
-from stemlab.errors import BrokerUnavailable, ConfigError, EnvelopeError, LeaseLost, StemlabError
+from stemlab.errors import EnvelopeError, LeaseLost
 
 __all__ = ["RedisBroker"]
 
 PUBLISH_CHUNK = 500  # envelopes per script call in publish_many (calls are pipelined)
 PURGE_CHUNK = 5000  # messages removed per purge script call
-UNSURE_MAX = 10_000  # receipts remembered whose settle ended in BrokerUnavailable
-
-_SCRIPTS = {
-    name: script(name)
-    for name in (
-        "ack",
-        "cast_settle",
-        "claim",
-        "counts",
-        "dead_letter",
-        "dead_purge",
-        "dead_read",
-        "dead_replay",
-        "extend",
-        "nack",
-        "publish",
-        "purge",
-    )
-}
 
 
 class RedisBroker(Broker):
@@ -74,20 +52,15 @@ class RedisBroker(Broker):
     """
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", **options: Any) -> None:
-        try:
-            self.settings = Settings(url=url, **options)
-        except TypeError as exc:
-            raise ConfigError(f"unknown option for the redis broker: {exc}") from exc
+        self.settings = parse_url(url, **options)
         self.namespace = self.settings.namespace
         self.default_visibility_timeout = float(self.settings.default_visibility_timeout)
         self.prefix = self.settings.prefix
-        self._connect, self.where = connection_factory(self.settings)
-        self._free: deque[Link] = deque()
-        self._links: list[Link] = []
-        self._links_lock = threading.Lock()
-        self._consumers: weakref.WeakSet[Consumer] = weakref.WeakSet()
-        self._pid = os.getpid()
-        self._unsure: dict[str, None] = {}  # insertion-ordered set of receipts
+        self.store = Store(self.settings)
+        self._connect, self.where = self.store.connect, self.store.where
+        self.receipts = Receipts(
+            store_id("redis", self.where), self.namespace, {"q": (INT, INT), "b": (TEXT,)}
+        )
         self._caps = Capabilities(
             priority_levels=10,
             delayed=True,
@@ -106,52 +79,11 @@ class RedisBroker(Broker):
     def capabilities(self) -> Capabilities:
         return self._caps
 
-    # ------------------------------------------------------------ connections
-    def new_link(self) -> Link:
-        """A dedicated connection (consumers own two: commands and pub/sub)."""
-        if self.closed:
-            raise StemlabError("this broker is closed")
-        link = Link(self._connect, self.settings.retry_timeout, self.where)
-        with self._links_lock:
-            self._links.append(link)
-        return link
-
-    def drop_link(self, link: Link) -> None:
-        link.disconnect()
-        with self._links_lock:
-            if link in self._links:
-                self._links.remove(link)
-
-    def _acquire(self) -> Link:
-        if self._pid != os.getpid():  # forked: the parent's sockets are not ours
-            self._free, self._links, self._pid = deque(), [], os.getpid()
-        try:
-            return self._free.pop()
-        except IndexError:
-            return self.new_link()
-
-    def _eval(self, name: str, args: list[Arg], retry_flag_at: int | None = None) -> Any:
-        link = self._acquire()
-        try:
-            return link.eval(_SCRIPTS[name], args, retry_flag_at)
-        finally:
-            self._free.append(link)
-
-    def _execute(self, *args: Arg) -> Any:
-        link = self._acquire()
-        try:
-            return link.execute(*args)
-        finally:
-            self._free.append(link)
+    def _eval(self, name: str, args: list[Arg]) -> Any:
+        return self.store.eval(name, args)
 
     def _close(self) -> None:
-        for consumer in list(self._consumers):  # releases what they leased ahead
-            consumer.close()
-        with self._links_lock:
-            links, self._links = self._links, []
-        self._free.clear()
-        for link in links:
-            link.disconnect()
+        self.store.close()
 
     # --------------------------------------------------------------- produce
     def _publish(self, envelope: Envelope) -> None:
@@ -166,70 +98,36 @@ class RedisBroker(Broker):
             calls.append(args)
         if len(calls) == 1:
             self._eval("publish", calls[0])
-            return
-        link = self._acquire()
-        try:
-            link.eval_many(_SCRIPTS["publish"], calls)
-        finally:
-            self._free.append(link)
+        else:
+            self.store.eval_many("publish", calls)
 
     def publish_raw(self, queue: str, raw: bytes, priority: int = 0) -> None:
         """Store `raw` bytes as a ready message of `queue` (tests inject garbage with it)."""
         self._eval("publish", [self.prefix, MAX_IDLE_MS, queue, priority, "", "", raw])
 
     def _broadcast(self, channel: str, envelope: Envelope) -> None:
-        self._execute("PUBLISH", f"{self.prefix}bcast:{channel}", envelope_json(envelope))
+        self.store.execute("PUBLISH", f"{self.prefix}bcast:{channel}", envelope_json(envelope))
 
     def _consume(
         self, queues: tuple[str, ...], channels: tuple[str, ...], prefetch: int, consumer: str
     ) -> Consumer:
         from stemlab.brokers.redis.consumer import RedisConsumer
 
-        opened = RedisConsumer(self, queues, channels, prefetch, consumer)
-        self._consumers.add(opened)
-        return opened
+        return RedisConsumer(self, queues, channels, prefetch, consumer)
 
     # ----------------------------------------------------------------- settle
     def _receipt(self, delivery: Delivery) -> tuple[str, str]:
-        """(message id, token) of a queue receipt of this namespace, else LeaseLost."""
-        kind, _, rest = delivery.receipt.partition(".")
-        ns, _, tail = rest.rpartition(".")
-        ns, _, mid = ns.rpartition(".")
-        if kind != "q" or ns != self.namespace or not (mid.isdigit() and tail.isdigit()):
-            raise LeaseLost(f"not a receipt of this redis namespace: {delivery.receipt!r}")
-        return mid, tail
+        """(message id, token) of a queue receipt of this broker, else LeaseLost."""
+        mid, token = self.receipts.read(delivery)
+        return str(mid), str(token)
 
     def _cast_receipt(self, delivery: Delivery) -> str:
-        kind, _, rest = delivery.receipt.partition(".")
-        ns, _, rid = rest.rpartition(".")
-        if kind != "b" or ns != self.namespace or not rid:
-            raise LeaseLost(f"not a broadcast receipt of this namespace: {delivery.receipt!r}")
-        return rid
+        (rid,) = self.receipts.read(delivery)
+        return str(rid)
 
     def _settle(self, name: str, delivery: Delivery, *extra: Arg) -> Any:
         mid, token = self._receipt(delivery)
-        return self._fenced(name, delivery.receipt, [delivery.queue, mid, token, *extra])
-
-    def _fenced(self, name: str, receipt: str, rest: list[Arg]) -> Any:
-        """Run a settle script; its ARGV[2] says whether an earlier try may have been applied.
-
-        That is so on a retry inside one call, and for a later call with a receipt whose
-        previous settle ended in BrokerUnavailable (the reply was lost, not necessarily
-        the write): the script then reports success for a message that is already gone.
-        """
-        maybe_applied = "1" if receipt in self._unsure else "0"
-        try:
-            result = self._eval(name, [self.prefix, maybe_applied, *rest], retry_flag_at=1)
-        except BrokerUnavailable:
-            with self._links_lock:
-                self._unsure[receipt] = None
-                while len(self._unsure) > UNSURE_MAX:
-                    self._unsure.pop(next(iter(self._unsure)))
-            raise
-        if maybe_applied == "1":
-            with self._links_lock:
-                self._unsure.pop(receipt, None)
-        return result
+        return self.store.fenced(name, delivery.receipt, [delivery.queue, mid, token, *extra])
 
     def _ack(self, delivery: Delivery) -> None:
         if delivery.channel is not None:
@@ -244,31 +142,21 @@ class RedisBroker(Broker):
             raise LeaseLost("this delivery was already settled or handed to another consumer")
 
     def _dead_letter(self, delivery: Delivery, reason: str | None, meta: dict[str, Any]) -> None:
-        self.dead_letter_as(delivery, reason, meta, None)
-
-    def dead_letter_as(
-        self,
-        delivery: Delivery,
-        reason: str | None,
-        meta: dict[str, Any],
-        replacement: Envelope | None,
-    ) -> None:
-        """Dead-letter a delivery, storing `replacement` instead of its payload if given."""
         env = delivery.envelope
         if delivery.channel is not None:
             self._settle_cast(
                 delivery, "dead", dumps(reason), dumps(meta), envelope_json(env), env.id
             )
             return
-        stored = envelope_json(replacement) if replacement is not None else ""
-        env_id = replacement.id if replacement is not None else env.id
-        if not self._settle("dead_letter", delivery, dumps(reason), dumps(meta), stored, env_id):
+        mid, token = self._receipt(delivery)
+        args = (delivery.receipt, delivery.queue, mid, token, reason, meta, env.id)
+        if not self.store.dead_letter(*args):
             raise LeaseLost("this delivery was already settled or handed to another consumer")
 
     def _settle_cast(self, delivery: Delivery, mode: str, *dead: Arg) -> None:
         rid = self._cast_receipt(delivery)
         extra: list[Arg] = [delivery.envelope.queue, *dead] if mode == "dead" else []
-        if not self._fenced("cast_settle", delivery.receipt, [rid, mode, *extra]):
+        if not self.store.fenced("cast_settle", delivery.receipt, [rid, mode, *extra]):
             raise LeaseLost("this broadcast delivery was already settled")
 
     def _extend_lease(self, delivery: Delivery, by: float) -> datetime:

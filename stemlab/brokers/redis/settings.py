@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, ClassVar
+from urllib.parse import urlunsplit
 
 from redis import ConnectionPool
 from redis.connection import AbstractConnection
 
 from stemlab.core.clock import to_epoch
 from stemlab.core.envelope import Envelope, undecodable_envelope
+from stemlab.core.options import BrokerOptions, fixed, option, seconds, split_url
 from stemlab.errors import ConfigError
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "envelope_json",
     "from_ms",
     "from_us",
+    "parse_url",
     "publish_fields",
     "undecodable_envelope",
 ]
@@ -33,35 +34,26 @@ __all__ = [
 # notifications lost while a connection was down); leases shorter than this wake waiters.
 MAX_IDLE = 1.0
 MAX_IDLE_MS = int(MAX_IDLE * 1000)
-NAMESPACE_RE = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+MAX_DB = 2**31 - 1  # Redis' `databases` setting is a C int; the server refuses an index >= it
+
+
 @dataclass(frozen=True)
-class Settings:
-    """Everything a `RedisBroker` needs; validated on construction."""
+class Settings(BrokerOptions):
+    """Everything a `RedisBroker` needs; validated on construction.
 
-    url: str = "redis://127.0.0.1:6379/0"
-    namespace: str = "stem"
-    default_visibility_timeout: float = 30.0
-    socket_timeout: float = 10.0
-    connect_timeout: float = 2.0
-    retry_timeout: float = 5.0
+    `url` is the server URL without its query (query options are stemlab's own).
+    """
 
-    def __post_init__(self) -> None:
-        scheme = urlsplit(self.url).scheme.lower() if isinstance(self.url, str) else ""
-        if scheme not in ("redis", "rediss"):
-            raise ConfigError(f"not a redis:// or rediss:// URL: {self.url!r}")
-        if not isinstance(self.namespace, str) or not NAMESPACE_RE.fullmatch(self.namespace):
-            raise ConfigError(
-                f"namespace must match [A-Za-z0-9_.-]{{1,100}} (it prefixes every Redis key), "
-                f"got {self.namespace!r}"
-            )
-        for name in ("default_visibility_timeout", "socket_timeout", "connect_timeout"):
-            _positive(self, name)
-        value = self.retry_timeout
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ConfigError(f"retry_timeout must be seconds >= 0, got {value!r}")
+    scheme: ClassVar[str] = "redis"
+
+    url: str = fixed("redis://127.0.0.1:6379/0")
+    db: int = fixed(0)
+    socket_timeout: float = option(10.0, seconds())
+    connect_timeout: float = option(2.0, seconds())
+    retry_timeout: float = option(5.0, seconds(zero_ok=True))
 
     @property
     def prefix(self) -> str:
@@ -72,10 +64,32 @@ class Settings:
         return max(1, round(self.default_visibility_timeout * 1000))
 
 
-def _positive(settings: Settings, name: str) -> None:
-    value = getattr(settings, name)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigError(f"{name} must be seconds > 0, got {value!r}")
+def parse_url(url: str, **options: Any) -> Settings:
+    """`redis://[:password@]host[:port][/db][?option=value...]` (or `rediss://`) -> Settings.
+
+    The database is the path: an integer from 0 (the default) up to the server's
+    `databases` setting minus one (16 databases unless configured otherwise; a
+    larger index is accepted here and refused by the server on first use).
+    """
+    parts, query = split_url(url, ("redis", "rediss"))
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise ConfigError(f"malformed redis URL {url!r}: {exc}") from None
+    if not parts.hostname:
+        raise ConfigError(f"malformed redis URL {url!r}: no host")
+    raw_db = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if raw_db == "":
+        db = 0
+    elif raw_db.isascii() and raw_db.isdigit() and int(raw_db) <= MAX_DB:
+        db = int(raw_db)
+    else:
+        raise ConfigError(
+            f"malformed redis URL {url!r}: the database (the path) must be an integer "
+            f"in 0..{MAX_DB} (0..15 with the default `databases 16`), got {raw_db!r}"
+        )
+    base = urlunsplit((parts.scheme, parts.netloc, f"/{db}", "", ""))
+    return Settings.build(options, query, url=base, db=db)
 
 
 def connection_factory(settings: Settings) -> tuple[Callable[[], AbstractConnection], str]:

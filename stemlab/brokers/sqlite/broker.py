@@ -9,21 +9,16 @@ table polled with per-subscriber cursors.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
-import threading
 import time
-import weakref
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from stemlab.brokers.sqlite import broadcast as bc
 from stemlab.brokers.sqlite.connection import (
     Settings,
     load_sql,
-    open_connection,
     parse_url,
     reading,
     schema,
@@ -31,31 +26,18 @@ from stemlab.brokers.sqlite.connection import (
     write,
 )
 from stemlab.brokers.sqlite.consumer import SQLiteConsumer
+from stemlab.brokers.sqlite.store import Store, micros
 from stemlab.core.broker import Broker, Consumer
 from stemlab.core.clock import from_epoch
-from stemlab.core.codec import dumps, loads
-from stemlab.core.envelope import Delivery, Envelope, undecodable_envelope
+from stemlab.core.codec import loads
+from stemlab.core.envelope import Delivery, Envelope
+from stemlab.core.receipts import INT, Receipts, store_id
 from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
-from stemlab.errors import EnvelopeError, LeaseLost, StemlabError
 
-__all__ = ["SQLiteBroker", "parse_receipt"]
+__all__ = ["SQLiteBroker"]
 
 Q = load_sql("queue.sql")
 DL = load_sql("dead_letters.sql")
-
-
-def parse_receipt(delivery: Delivery) -> tuple[str, int, int]:
-    """("m", seq, token) for queue deliveries, ("b", token, 0) for broadcast ones."""
-    kind, *raw = delivery.receipt.split(":")
-    try:
-        numbers = [int(x) for x in raw]
-    except ValueError:
-        numbers = []
-    if kind == "m" and len(numbers) == 2:
-        return kind, numbers[0], numbers[1]
-    if kind == "b" and len(numbers) == 1:
-        return kind, numbers[0], 0
-    raise LeaseLost(f"not a receipt of the sqlite broker: {delivery.receipt!r}")
 
 
 def _micros(seconds: float) -> int:
@@ -65,15 +47,20 @@ def _micros(seconds: float) -> int:
 class SQLiteBroker(Broker):
     """The contract on one SQLite file; safe to share between threads and processes."""
 
-    def __init__(self, path: str, **options: Any) -> None:
-        self.settings = Settings(path=str(path), **options)
+    def __init__(self, path: str | Settings, **options: Any) -> None:
+        if isinstance(path, Settings):
+            self.settings = path
+        else:
+            self.settings = Settings.build(options, path=str(path))
         self.namespace = self.settings.namespace
         self.path = self.settings.path
         self.default_visibility_timeout = self.settings.default_visibility_timeout
-        self._local = threading.local()
-        self._conns: dict[int, tuple[threading.Thread, sqlite3.Connection]] = {}
-        self._conns_lock = threading.Lock()
-        self._consumers: weakref.WeakSet[SQLiteConsumer] = weakref.WeakSet()
+        self.receipts = Receipts(
+            store_id("sqlite", os.path.realpath(self.path)),
+            self.namespace,
+            {"q": (INT, INT), "b": (INT,)},
+        )
+        self.store = Store(self.settings)
         self._caps = Capabilities(
             priority_levels=10,
             delayed=True,
@@ -91,152 +78,67 @@ class SQLiteBroker(Broker):
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteBroker:
-        settings = parse_url(url, **options)
-        opts = {k: getattr(settings, k) for k in settings.__dataclass_fields__ if k != "path"}
-        return cls(settings.path, **opts)
+        return cls(parse_url(url, **options))
 
     @property
     def capabilities(self) -> Capabilities:
         return self._caps
 
-    # ------------------------------------------------------------ connections
     def _conn(self) -> sqlite3.Connection:
-        """This thread's connection (one per thread and process, opened on first use)."""
-        local = self._local
-        conn: sqlite3.Connection | None = getattr(local, "conn", None)
-        if conn is not None and local.pid == os.getpid():
-            return conn
-        if self.closed:
-            raise StemlabError("this broker is closed")
-        conn = open_connection(self.settings)
-        local.conn, local.pid = conn, os.getpid()
-        me = threading.current_thread()
-        with self._conns_lock:
-            for ident, (thread, old) in list(self._conns.items()):
-                if not thread.is_alive():
-                    del self._conns[ident]
-                    old.close()
-            self._conns[id(conn)] = (me, conn)
-        return conn
-
-    def open_connection(self) -> sqlite3.Connection:
-        """A dedicated connection (consumers own one, to read `PRAGMA data_version`)."""
-        return open_connection(self.settings)
+        """This thread's connection to the file."""
+        return self.store.conn()
 
     @staticmethod
     def now() -> float:
         return time.time()
 
     # -------------------------------------------------------------- producing
-    def _row(self, envelope: Envelope, now: float) -> dict[str, Any]:
-        due = envelope.not_before.timestamp() if envelope.not_before is not None else now
-        return {
-            "ns": self.namespace,
-            "queue": envelope.queue,
-            "priority": envelope.priority,
-            "avail_at": due if due > now else now,
-            "vt": envelope.visibility_timeout,
-            "payload": envelope.to_json(),
-        }
-
     def _publish(self, envelope: Envelope) -> None:
-        row = self._row(envelope, self.now())
-        with write(self._conn()) as conn:
-            conn.execute(Q["publish"], row)
+        self._publish_many([envelope])
 
     def _publish_many(self, envelopes: list[Envelope]) -> None:
-        now = self.now()
-        rows = [self._row(e, now) for e in envelopes]
         with write(self._conn()) as conn:
-            conn.executemany(Q["publish"], rows)
+            self.store.publish(conn, envelopes, self.now())
 
     def _broadcast(self, channel: str, envelope: Envelope) -> None:
-        bc.publish(self._conn(), self.settings, channel, envelope.to_json(), self.now())
+        self.store.broadcast(channel, envelope.to_json(), self.now())
 
     def _consume(
         self, queues: tuple[str, ...], channels: tuple[str, ...], prefetch: int, consumer: str
     ) -> Consumer:
-        made = SQLiteConsumer(self, queues, channels, prefetch, consumer)
-        with self._conns_lock:
-            self._consumers.add(made)
-        return made
-
-    def forget_consumer(self, consumer: SQLiteConsumer) -> None:
-        with self._conns_lock:
-            self._consumers.discard(consumer)
+        return SQLiteConsumer(self, queues, channels, prefetch, consumer)
 
     # --------------------------------------------------------------- settling
-    def _settle(self, delivery: Delivery, sql: str, **extra: Any) -> None:
-        kind, seq, token = parse_receipt(delivery)
-        if kind == "b":
+    def _settle(self, delivery: Delivery, name: str, **extra: Any) -> None:
+        if delivery.channel is not None:
+            (token,) = self.receipts.read(delivery)
             with write(self._conn()) as conn:
-                bc.take(conn, self.namespace, seq)
+                self.store.take_cast(conn, int(token))
             return
-        params = {"ns": self.namespace, "seq": seq, "token": token, **extra}
-        with write(self._conn()) as conn:
-            if conn.execute(sql, params).rowcount != 1:
-                raise LeaseLost("this delivery was already settled or handed to another consumer")
+        seq, token = self.receipts.read(delivery)
+        self.store.settle(name, int(seq), int(token), **extra)
 
     def _ack(self, delivery: Delivery) -> None:
-        self._settle(delivery, Q["ack"])
+        self._settle(delivery, "ack")
 
     def _nack(self, delivery: Delivery) -> None:
-        self._settle(delivery, Q["nack"], now=self.now())
+        self._settle(delivery, "nack", now=self.now())
 
     def _extend_lease(self, delivery: Delivery, by: float) -> datetime:
         expires = self.now() + by
-        self._settle(delivery, Q["extend"], expires=expires)
+        self._settle(delivery, "extend", expires=expires)
         return from_epoch(expires)
 
     def _dead_letter(self, delivery: Delivery, reason: str | None, meta: dict[str, Any]) -> None:
-        kind, seq, token = parse_receipt(delivery)
         conn = self._conn()
-        if kind == "b":
+        if delivery.channel is not None:
+            (token,) = self.receipts.read(delivery)
             with write(conn):
-                bc.take(conn, self.namespace, seq)
-                self.insert_dead(conn, delivery.envelope, reason, meta)
+                self.store.take_cast(conn, int(token))
+                self.store.insert_dead(conn, delivery.envelope, reason, meta)
             return
-        self.dead_letter_row(conn, seq, token, reason, meta, delivery.envelope)
-
-    def dead_letter_row(
-        self,
-        conn: sqlite3.Connection,
-        seq: int,
-        token: int,
-        reason: str | None,
-        meta: dict[str, Any],
-        envelope: Envelope | None = None,
-    ) -> None:
-        """Move one leased row to its queue's dead letters (fenced by its token)."""
-        params = {"ns": self.namespace, "seq": seq, "token": token}
-        with write(conn):
-            row = conn.execute(Q["take"], params).fetchone()
-            if row is None:
-                raise LeaseLost("this delivery was already settled or handed to another consumer")
-            queue, priority, payload = row
-            if envelope is None:
-                try:
-                    envelope = Envelope.from_json(payload)
-                except EnvelopeError:
-                    envelope = undecodable_envelope(payload, queue, priority=priority)
-            self.insert_dead(conn, envelope, reason, meta)
-
-    def insert_dead(
-        self, conn: sqlite3.Connection, envelope: Envelope, reason: str | None, meta: dict[str, Any]
-    ) -> None:
-        """Write a dead letter (inside the caller's transaction)."""
-        conn.execute(
-            DL["insert"],
-            {
-                "ns": self.namespace,
-                "queue": envelope.queue,
-                "task_id": envelope.id,
-                "reason": reason,
-                "meta": dumps(meta),
-                "dead_at": _micros(self.now()),
-                "payload": envelope.to_json(),
-            },
-        )
+        seq, token = self.receipts.read(delivery)
+        self.store.dead_letter_row(conn, int(seq), int(token), reason, meta, delivery.envelope)
 
     # --------------------------------------------------------------- counting
     def _purge(self, queue: str) -> int:
@@ -280,7 +182,7 @@ class SQLiteBroker(Broker):
         params = {
             "ns": self.namespace,
             "queue": queue,
-            "since": -1 if since is None else _micros(since),
+            "since": -1 if since is None else micros(since),
             "limit": -1 if limit is None else limit,
         }
         return conn.execute(DL["select_oldest"], params).fetchall()
@@ -301,7 +203,7 @@ class SQLiteBroker(Broker):
             for (dead_id, *_), entry in zip(rows, entries, strict=True):
                 conn.execute(DL["delete"], {"id": dead_id, "ns": self.namespace})
                 again = replace(entry.envelope, not_before=not_before)
-                conn.execute(Q["publish"], self._row(again, now))
+                self.store.publish(conn, [again], now)
         return ReplayResult(entries, False)
 
     def _purge_dead_letters(self, queue: str, since: float | None, limit: int | None) -> int:
@@ -313,13 +215,4 @@ class SQLiteBroker(Broker):
 
     # --------------------------------------------------------------- lifetime
     def _close(self) -> None:
-        with self._conns_lock:
-            consumers = list(self._consumers)
-        for consumer in consumers:
-            consumer.close()
-        with self._conns_lock:
-            conns = [conn for _, conn in self._conns.values()]
-            self._conns.clear()
-        for conn in conns:
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
+        self.store.close()

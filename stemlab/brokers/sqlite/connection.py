@@ -12,13 +12,13 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, fields
-from functools import cache
-from importlib import resources
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from typing import Any, ClassVar
+from urllib.parse import unquote
 
+from stemlab.brokers.sqlfiles import statements
+from stemlab.core.options import BrokerOptions, choice, fixed, option, seconds, split_url
 from stemlab.errors import BrokerUnavailable, ConfigError, StemlabError
 
 __all__ = ["Settings", "load_sql", "open_connection", "parse_url", "translate", "write"]
@@ -27,40 +27,16 @@ SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(BrokerOptions):
     """Everything an SQLite broker needs to open connections and pace its consumers."""
 
-    path: str
-    namespace: str = "stem"
-    default_visibility_timeout: float = 30.0
-    poll_interval: float = 0.005
-    synchronous: str = "NORMAL"
-    busy_timeout: float = 10.0
-    subscriber_timeout: float = 30.0
+    scheme: ClassVar[str] = "sqlite"
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.namespace, str) or not self.namespace:
-            raise ConfigError("namespace must be a non-empty string")
-        sync = str(self.synchronous).upper()
-        if sync not in SYNCHRONOUS:
-            raise ConfigError(f"synchronous must be one of {SYNCHRONOUS}, got {self.synchronous!r}")
-        object.__setattr__(self, "synchronous", sync)
-        for name in ("default_visibility_timeout", "poll_interval", "busy_timeout"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise ConfigError(f"{name} must be a number of seconds > 0, got {value!r}")
-            object.__setattr__(self, name, float(value))
-        if not self.subscriber_timeout >= 0:
-            raise ConfigError("subscriber_timeout must be >= 0 seconds")
-
-
-OPTION_NAMES = frozenset(f.name for f in fields(Settings)) - {"path"}
-_FLOAT_OPTIONS = {
-    "default_visibility_timeout",
-    "poll_interval",
-    "busy_timeout",
-    "subscriber_timeout",
-}
+    path: str = fixed("")
+    poll_interval: float = option(0.005, seconds())
+    synchronous: str = option("NORMAL", choice(*SYNCHRONOUS, fold=str.upper))
+    busy_timeout: float = option(10.0, seconds())
+    subscriber_timeout: float = option(30.0, seconds(zero_ok=True))
 
 
 def parse_url(url: str, **options: Any) -> Settings:
@@ -69,48 +45,20 @@ def parse_url(url: str, **options: Any) -> Settings:
     Options may also come from the query string (`?synchronous=FULL&poll_interval=0.01`);
     keyword options win over the query string.
     """
-    path, query = _split(url)
-    merged: dict[str, Any] = {}
-    for key, value in query:
-        if key not in OPTION_NAMES:
-            raise ConfigError(f"unknown sqlite:// option {key!r} in {url!r}")
-        merged[key] = _coerce(key, value)
-    unknown = set(options) - OPTION_NAMES
-    if unknown:
-        raise ConfigError(
-            f"unknown sqlite:// options {sorted(unknown)}; known: {sorted(OPTION_NAMES)}"
-        )
-    merged.update(options)
-    parent = Path(path).parent
-    if not parent.is_dir():
-        raise ConfigError(f"the directory of the SQLite file does not exist: {parent}")
-    return Settings(path=path, **merged)
-
-
-def _split(url: str) -> tuple[str, list[tuple[str, str]]]:
     hint = "use sqlite:///relative/file.db or sqlite:////absolute/file.db"
     if not isinstance(url, str) or not url.lower().startswith("sqlite:///"):
         raise ConfigError(f"malformed SQLite URL {url!r}: {hint}")
-    try:
-        parts = urlsplit(url)
-        query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
-    except ValueError as exc:
-        raise ConfigError(f"malformed SQLite URL {url!r}: {exc}") from exc
-    if parts.netloc or parts.fragment:
+    parts, query = split_url(url, ("sqlite",), hint)
+    if parts.netloc:
         raise ConfigError(f"malformed SQLite URL {url!r}: {hint}")
     path = unquote(parts.path)[1:]  # "/rel.db" -> "rel.db", "//abs.db" -> "/abs.db"
     if not path or path.endswith("/") or path == ":memory:" or "\x00" in path:
         raise ConfigError(f"malformed SQLite URL {url!r}: no database file ({hint})")
-    return path, query
-
-
-def _coerce(key: str, value: str) -> Any:
-    if key not in _FLOAT_OPTIONS:
-        return value
-    try:
-        return float(value)
-    except ValueError as exc:
-        raise ConfigError(f"option {key} must be a number, got {value!r}") from exc
+    settings = Settings.build(options, query, path=path)
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise ConfigError(f"the directory of the SQLite file does not exist: {parent}")
+    return settings
 
 
 def open_connection(settings: Settings) -> sqlite3.Connection:
@@ -192,23 +140,11 @@ def reading() -> Iterator[None]:
         raise translate(exc) from exc
 
 
-@cache
 def load_sql(filename: str) -> dict[str, str]:
     """The `-- name: key` statements of one `.sql` file next to this module."""
-    text = resources.files(__package__).joinpath(filename).read_text(encoding="utf-8")
-    statements: dict[str, str] = {}
-    name: str | None = None
-    lines: list[str] = []
-    for line in [*text.splitlines(), "-- name: <end>"]:
-        if line.startswith("-- name:"):
-            if name is not None:
-                statements[name] = "\n".join(lines).strip()
-            name, lines = line.split(":", 1)[1].strip(), []
-        elif name is not None and not line.lstrip().startswith("--"):
-            lines.append(line)
-    return statements
+    return statements(__package__, filename)
 
 
 def schema() -> str:
     """The whole schema script (CREATE ... IF NOT EXISTS)."""
-    return resources.files(__package__).joinpath("schema.sql").read_text(encoding="utf-8")
+    return statements(__package__, "schema.sql")["schema"]

@@ -1,6 +1,7 @@
 -- tables: stem_messages, stem_dead_letters, stem_broadcasts, stem_subscribers,
 --         stem_broadcast_deliveries (created when missing; shared by every namespace)
 -- Every row carries `ns`, the broker's namespace; every query filters on it.
+-- name: schema
 
 -- One row per queued message, from publish until ack / dead-letter / purge.
 -- `avail_at` is the instant the row becomes claimable: its ready time, its

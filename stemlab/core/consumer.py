@@ -1,0 +1,214 @@
+"""The consumer core: everything a consumer does that is not a store call.
+
+`StoreConsumer` owns the constructor fields, the `get()` deadline and wake
+loop, a read-ahead buffer of claimed-but-not-handed-out messages and a buffer
+of broadcast copies, turning both into `Delivery`s with their receipts,
+dead-lettering payloads that do not decode (reason "undecodable", the error
+in meta, then carry on), registering with the broker (so `Broker.close`
+closes it), and closing (give back what was claimed but never handed out,
+unsubscribe). An adapter supplies only its store calls:
+
+* `_fill()`: lease up to the free prefetch into the buffer (`add_claims`), take
+  broadcast copies (`add_casts`), and say how long to idle when it found nothing;
+* `_hand_out(claim)`: last step before a claim becomes a delivery (e.g. mark it
+  delivered); returns its lease expiry, or None when the claim is gone;
+* `_wait(seconds)`: block until a wake-up or the timeout; True when woken;
+* `_bury(claim, error)`: dead-letter an undecodable claim;
+* `_release(claims)`, `_unsubscribe(casts)`, `_closed_store()`: give back,
+  detach and drop connections on close; `_interrupt()` wakes a waiting `get`.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from stemlab.core.broker import Consumer
+from stemlab.core.clock import from_epoch
+from stemlab.core.envelope import Delivery, Envelope
+from stemlab.errors import EnvelopeError, LeaseLost, StemlabError
+
+if TYPE_CHECKING:
+    from stemlab.core.broker import Broker
+
+__all__ = ["IDLE", "Cast", "Claim", "StoreConsumer"]
+
+IDLE = 0.25  # longest uninterrupted wait, so close() from another thread is seen
+
+
+@dataclass(slots=True)
+class Claim:
+    """One leased message waiting in the read-ahead buffer.
+
+    `fields` go into its receipt; `payload` is an Envelope or its undecoded bytes;
+    `expires` is the lease expiry (epoch seconds); `extra` is the adapter's own.
+    """
+
+    fields: tuple[int | str, ...]
+    queue: str
+    payload: Envelope | bytes | str
+    deliveries: int
+    expires: float
+    extra: Any = field(default=None)
+
+
+@dataclass(slots=True)
+class Cast:
+    """One broadcast copy taken for this subscriber (`fields` go into its receipt)."""
+
+    fields: tuple[int | str, ...]
+    channel: str
+    payload: Envelope | bytes | str
+
+
+class StoreConsumer(Consumer):
+    """The shared consumer loop; see the module docstring for the adapter's part.
+
+    `max_wait` caps one `_wait`, so a `close()` from another thread is seen; an
+    adapter whose `_interrupt` wakes a waiting `get` may lift it.
+    """
+
+    max_wait: float = IDLE
+
+    def __init__(
+        self,
+        broker: Broker,
+        queues: tuple[str, ...],
+        channels: tuple[str, ...],
+        prefetch: int,
+        name: str,
+    ) -> None:
+        super().__init__(name)
+        self.broker = broker
+        self.queues = queues
+        self.channels = channels
+        self.prefetch = prefetch
+        self._lock = threading.RLock()
+        self._ahead: deque[Claim] = deque()
+        self._casts: deque[Cast] = deque()
+        broker.track(self)
+
+    # ------------------------------------------------------------------ get
+    def get(self, timeout: float | None = None) -> Delivery | None:
+        """The next delivery, waiting up to `timeout` seconds (None: forever)."""
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        with self._lock:
+            while not self._stopped():
+                delivery = self._next()
+                if delivery is not None:
+                    return delivery
+                idle = self._fill()
+                if self._ahead or self._casts:
+                    continue
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return None
+                    idle = min(idle, left)
+                if idle > 0:
+                    self._wait(min(idle, self.max_wait))
+        return None
+
+    def _stopped(self) -> bool:
+        return self.closed or self.broker.closed
+
+    def _next(self) -> Delivery | None:
+        """A buffered broadcast copy first, then the next good buffered claim."""
+        while self._casts:
+            delivery = self._cast_delivery(self._casts.popleft())
+            if delivery is not None:
+                return delivery
+        while self._ahead:
+            delivery = self._deliver(self._ahead.popleft())
+            if delivery is not None:
+                return delivery
+        return None
+
+    def _deliver(self, claim: Claim) -> Delivery | None:
+        envelope = claim.payload
+        if not isinstance(envelope, Envelope):
+            try:
+                envelope = Envelope.from_json(envelope)
+            except (EnvelopeError, TypeError, ValueError) as exc:
+                with contextlib.suppress(LeaseLost):  # settled by someone else meanwhile
+                    self._bury(claim, exc)
+                return None
+        expires = self._hand_out(claim)
+        if expires is None:
+            return None
+        receipt = self.broker.receipts.issue("q", *claim.fields)
+        return Delivery(envelope, receipt, claim.queue, from_epoch(expires), claim.deliveries)
+
+    def _cast_delivery(self, cast: Cast) -> Delivery | None:
+        envelope = cast.payload
+        if not isinstance(envelope, Envelope):
+            try:
+                envelope = Envelope.from_json(envelope)
+            except EnvelopeError:  # broadcasts are written by `broadcast`: not ours to bury
+                return None
+        receipt = self.broker.receipts.issue("b", *cast.fields)
+        return Delivery(envelope, receipt, envelope.queue, None, 1, cast.channel)
+
+    def add_claims(self, claims: Sequence[Claim]) -> None:
+        """Buffer claims, best first (called by `_fill`)."""
+        self._ahead.extend(claims)
+
+    def add_casts(self, casts: Sequence[Cast]) -> None:
+        """Buffer broadcast copies (called by the adapter whenever it takes some)."""
+        self._casts.extend(casts)
+
+    # ------------------------------------------------------------- close
+    def close(self) -> None:
+        """Stop delivering; give back buffered claims the application never received.
+
+        Deliveries already handed out stay leased until settled or expired.
+        """
+        if self.closed:
+            return
+        super().close()
+        self._interrupt()
+        with self._lock:
+            claims, self._ahead = list(self._ahead), deque()
+            casts, self._casts = list(self._casts), deque()
+            with contextlib.suppress(StemlabError):  # unreachable store: leases just expire
+                self._release(claims)
+            with contextlib.suppress(StemlabError):
+                self._unsubscribe(casts)
+            self._closed_store()
+        self.broker.untrack(self)
+
+    # ------------------------------------------------------- adapter hooks
+    @abc.abstractmethod
+    def _fill(self) -> float:
+        """Claim into the buffer and take broadcasts; seconds worth idling if nothing came."""
+
+    def _hand_out(self, claim: Claim) -> float | None:
+        """The claim's lease expiry as it is handed out, or None if it is no longer ours."""
+        return claim.expires
+
+    @abc.abstractmethod
+    def _wait(self, seconds: float) -> bool:
+        """Block until something may have changed or `seconds` pass; True when woken."""
+
+    @abc.abstractmethod
+    def _bury(self, claim: Claim, error: Exception) -> None:
+        """Dead-letter an undecodable claim with reason "undecodable" and meta {"error"}."""
+
+    @abc.abstractmethod
+    def _release(self, claims: list[Claim]) -> None:
+        """Give back claims that were never handed out (old place, count restored)."""
+
+    def _interrupt(self) -> None:
+        """Wake a `get` blocked in `_wait` from another thread (never blocks)."""
+
+    def _unsubscribe(self, casts: list[Cast]) -> None:
+        """Stop receiving broadcasts; `casts` were taken but never handed out."""
+
+    def _closed_store(self) -> None:
+        """Drop the consumer's own connections (after release and unsubscribe)."""
