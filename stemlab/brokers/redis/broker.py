@@ -18,6 +18,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from stemlab.brokers.redis.consumer import RedisConsumer
 from stemlab.brokers.redis.link import Arg
 from stemlab.brokers.redis.settings import (
     MAX_IDLE_MS,
@@ -111,8 +112,6 @@ class RedisBroker(Broker):
     def _consume(
         self, queues: tuple[str, ...], channels: tuple[str, ...], prefetch: int, consumer: str
     ) -> Consumer:
-        from stemlab.brokers.redis.consumer import RedisConsumer
-
         return RedisConsumer(self, queues, channels, prefetch, consumer)
 
     # ----------------------------------------------------------------- settle
