@@ -18,7 +18,7 @@ from collections.abc import Iterable
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.axis import Axis
-from matplotlib.ticker import Formatter, MaxNLocator
+from matplotlib.ticker import Formatter, LogLocator, MaxNLocator
 
 __all__ = [
     "BROKER_COLOURS",
@@ -101,6 +101,7 @@ def latency_axis(ax: Axes, which: str, values_ms: Iterable[float], *, log: bool,
     if log and arr.size:
         if bool((arr > 0).all()):
             set_scale("log")
+            axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 50, 100, 200, 500...
         else:
             floor = _floor(arr)
             set_scale("symlog", linthresh=floor)
