@@ -1,9 +1,11 @@
 """matplotlib figures over run results and sweeps, one fixed colour per broker, latencies in ms.
 
-Latency CDFs, queue depth, waits by priority, redeliveries, and a metric
-against a swept parameter; replications are drawn with 95 % confidence bands.
+Latency CDFs, queue depth, waits by priority, redeliveries, a metric against
+a swept parameter, and the simulator's prediction error; replications are
+drawn with 95 % confidence bands.
 """
 
+from stemlab.viz.fidelity import prediction_errors
 from stemlab.viz.plots import (
     Results,
     latency_cdf,
@@ -21,6 +23,7 @@ __all__ = [
     "broker_colour",
     "latency_cdf",
     "mean_ci",
+    "prediction_errors",
     "queue_depth",
     "redeliveries_over_time",
     "sweep_lines",

@@ -218,3 +218,26 @@ def test_sweep_lines_one_line_per_broker_with_bands_and_target() -> None:
     assert "(ms" in ax.get_ylabel()
     with pytest.raises(ValueError, match="no column"):
         viz.sweep_lines(frame, "nope")
+
+
+def test_prediction_errors_one_bar_per_broker_and_metric() -> None:
+    from stemlab import ValidationReport, load_profile
+
+    sc = Scenario(name="v", arrival_rate=100.0, tasks=150, service_time=Exponential(0.01))
+    reports = [
+        ValidationReport(
+            sc,
+            broker,
+            load_profile(broker),
+            live=[simulate(sc, broker="memory", seed=s) for s in (1, 2)],
+            sim=[simulate(sc, broker=broker, seed=s) for s in (1, 2)],
+        )
+        for broker in ("sqlite", "redis")
+    ]
+    ax = viz.prediction_errors(reports, metrics=["e2e_p50", "e2e_p95"]).axes[0]
+    bars = [c for c in ax.containers if isinstance(c, BarContainer)]
+    assert [c.get_label() for c in bars] == ["sqlite (2 rep.)", "redis (2 rep.)"]
+    assert same_color(bars[1].patches[0].get_facecolor()[:3], viz.BROKER_COLOURS["redis"])
+    expected = reports[0].frame.at["e2e_p95", "rel_error"] * 100
+    assert bars[0].patches[1].get_height() == pytest.approx(expected)
+    assert len([c for c in ax.collections if isinstance(c, PolyCollection)]) == 2  # the targets
