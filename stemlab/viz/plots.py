@@ -117,8 +117,9 @@ def _latencies(tasks: pd.DataFrame, metric: str) -> np.ndarray:
 def latency_cdf(results: Results, *, metric: str = "e2e", log: bool = True) -> Figure:
     """Empirical CDF per run of end-to-end latency (acked tasks) or of wait ("wait"), in ms.
 
-    Replications are averaged quantile by quantile, with a 95 % band. `log`
-    puts latency on a log axis (symmetric-log when some values are zero).
+    Replications are averaged quantile by quantile, with a 95 % band (clipped
+    to the range of that quantile over the replications). `log` puts latency
+    on a log axis (symmetric-log when some values are zero).
     """
     what = "end-to-end latency" if metric == "e2e" else "wait"
     fig, ax = _figure(f"{what} CDF")
@@ -136,7 +137,9 @@ def latency_cdf(results: Results, *, metric: str = "e2e", log: bool = True) -> F
             ax.step(x, np.arange(1, x.size + 1) / x.size, where="post", **kw)
         else:
             q = np.vstack([np.quantile(s, probs, method="inverted_cdf") for s in samples])
-            mean, lo, hi = mean_ci(q, floor=0.0)
+            mean, lo, hi = mean_ci(q)
+            # a quantile cannot lie outside the values seen: clip the band to them
+            lo, hi = np.clip(lo, q.min(axis=0), None), np.clip(hi, None, q.max(axis=0))
             ax.plot(mean, probs, drawstyle="steps-post", **kw)
             ax.fill_betweenx(probs, lo, hi, color=group.colour, alpha=_BAND_ALPHA, lw=0)
             replicated = True

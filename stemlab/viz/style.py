@@ -101,7 +101,8 @@ def latency_axis(ax: Axes, which: str, values_ms: Iterable[float], *, log: bool,
     if log and arr.size:
         if bool((arr > 0).all()):
             set_scale("log")
-            axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))  # 50, 100, 200, 500...
+            if np.log10(arr.max() / arr.min()) <= 3:  # few decades: label 1, 2, 5 of each
+                axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         else:
             floor = _floor(arr)
             set_scale("symlog", linthresh=floor)
