@@ -36,7 +36,8 @@ def in_notebook() -> bool:
         shell = get_ipython()
     except Exception:  # a half-torn-down kernel: no bar rather than a crash
         return False
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+    # by name, subclasses included (Colab's shell derives from it): no IPython import needed
+    return any(cls.__name__ == "ZMQInteractiveShell" for cls in type(shell).__mro__)
 
 
 def _tqdm() -> Any:

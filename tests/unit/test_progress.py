@@ -44,6 +44,14 @@ def test_a_jupyter_kernel_gets_the_notebook_bar(monkeypatch: pytest.MonkeyPatch)
     assert progress._tqdm() is notebook_tqdm
 
 
+def test_a_kernel_shell_subclass_is_a_notebook(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Shell(ZMQInteractiveShell):  # as in hosted notebooks that extend the kernel's shell
+        pass
+
+    _fake_kernel(monkeypatch, Shell())
+    assert in_notebook()
+
+
 def test_a_terminal_ipython_is_not_a_notebook(monkeypatch: pytest.MonkeyPatch) -> None:
     class TerminalInteractiveShell:
         pass
