@@ -1,8 +1,11 @@
-"""Progress bars for long work (calibration, validation, the command line), or nothing.
+"""Progress bars for long work (calibration, validation, sweeps, live runs), or nothing.
 
-A bar is drawn with tqdm on standard error only when it is a terminal and
-tqdm is installed (it comes with the `dev` and `notebook` extras); otherwise
-every call is a no-op, so scripts, tests and pipes stay quiet.
+A bar is drawn with tqdm when someone is watching: on standard error when it
+is a terminal, or as a notebook widget when the code runs in a Jupyter
+kernel (whose standard error is never a terminal). Otherwise every call is a
+no-op, so scripts, tests and pipes stay quiet. tqdm comes with the `dev` and
+`notebook` extras; it, IPython and ipykernel are only looked up when a bar
+is asked for, so `import stemlab` stays light.
 """
 
 from __future__ import annotations
@@ -14,17 +17,52 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
-__all__ = ["Progress", "ticking"]
+__all__ = ["Progress", "in_notebook", "ticking"]
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (an IPython ZMQInteractiveShell), without importing IPython.
+
+    A kernel that is running has already imported `ipykernel` and `IPython`,
+    so looking them up in `sys.modules` is enough and costs nothing elsewhere.
+    """
+    if "ipykernel" not in sys.modules:
+        return False
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    if get_ipython is None:
+        return False
+    try:
+        shell = get_ipython()
+    except Exception:  # a half-torn-down kernel: no bar rather than a crash
+        return False
+    # by name, subclasses included (Colab's shell derives from it): no IPython import needed
+    return any(cls.__name__ == "ZMQInteractiveShell" for cls in type(shell).__mro__)
 
 
 def _tqdm() -> Any:
-    if sys.stderr is None or not sys.stderr.isatty():
-        return None
+    """The tqdm class to draw with here (terminal or notebook), or None to stay quiet."""
+    if sys.stderr is not None and sys.stderr.isatty():
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return None
+        return tqdm
+    if in_notebook():
+        try:
+            from tqdm.notebook import tqdm as notebook_tqdm
+        except ImportError:
+            return None
+        return notebook_tqdm
+    return None
+
+
+def _open_bar(tqdm: Any, **kwargs: Any) -> Any:
+    """Open a bar; a notebook without working widgets (ipywidgets missing) gets none."""
     try:
-        from tqdm import tqdm
+        return tqdm(**kwargs)
     except ImportError:
         return None
-    return tqdm
 
 
 class Progress:
@@ -36,13 +74,25 @@ class Progress:
         tqdm = _tqdm() if enabled else None
         self._bar: Any = None
         if tqdm is not None:
-            self._bar = tqdm(total=total, desc=desc, unit=unit, leave=False, delay=0.5)
+            self._bar = _open_bar(tqdm, total=total, desc=desc, unit=unit, leave=False, delay=0.5)
         self.done: float = 0
+
+    @property
+    def shown(self) -> bool:
+        """Whether a bar is being drawn (a terminal or a notebook is watching)."""
+        return self._bar is not None
 
     def advance(self, n: float = 1) -> None:
         self.done += n
         if self._bar is not None:
             self._bar.update(n)
+
+    def say(self, text: str) -> None:
+        """Print one line above the bar (standard error in a terminal, the cell's output in a
+        notebook); nothing when no bar is shown, so quiet runs stay quiet."""
+        if self._bar is not None:
+            terminal = sys.stderr is not None and sys.stderr.isatty()
+            self._bar.write(text, file=sys.stderr if terminal else sys.stdout)
 
     def note(self, text: str) -> None:
         """Show what is being done now (next to the bar)."""

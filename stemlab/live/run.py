@@ -72,6 +72,7 @@ counted (``meta["empty_gets"]``). ``ts`` is when a call began and
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -90,9 +91,25 @@ from stemlab.model.result import RunResult
 from stemlab.model.scenario import Scenario
 from stemlab.model.workload import Workload, make_workload, streams
 
-__all__ = ["default_deadline", "run_live"]
+__all__ = ["default_deadline", "expected_duration", "run_live"]
 
 _TICK_S = 0.1  # how often the main thread refreshes the progress bar while waiting
+_ANNOUNCE_S = 3.0  # runs expected to take longer than this say so before they start
+log = logging.getLogger(__name__)
+
+
+def expected_duration(scenario: Scenario) -> float:
+    """Rough wall time (s) of a live run: publishing at the arrival rate, or working through
+    the tasks on every worker, whichever is longer, plus one service time to finish.
+
+    It ignores broker latency, crashes' lease expiries and retries' delays, so it is
+    a lower bound at heavy load; it is shown before a run so nobody waits blind.
+    """
+    sc = scenario
+    per_task = sc.service_time.mean * (1 + sc.failure_probability + sc.crash_probability)
+    arriving = sc.tasks / sc.arrival_rate
+    working = sc.tasks * per_task / sc.workers
+    return max(arriving, working) + sc.service_time.mean
 
 
 def default_deadline(scenario: Scenario, workload: Workload, broker: Broker) -> float:
@@ -190,7 +207,17 @@ class _Runner:
         slots = [Slot(run, k, new_id()[-12:]) for k in range(self.scenario.workers)]
         for slot in slots:
             slot.start()
-        bar = Progress(self.scenario.tasks, self.label, enabled=self.progress, unit="task")
+        estimate = expected_duration(self.scenario)
+        bar = Progress(
+            self.scenario.tasks,
+            f"{self.label} (about {estimate:.0f} s)",
+            enabled=self.progress,
+            unit="task",
+        )
+        line = f"{self.label}: {self.scenario.tasks} tasks, about {estimate:.0f} s"
+        log.info("%s", line)
+        if estimate >= _ANNOUNCE_S:
+            bar.say(line)
         run.t0 = time.time()
         start = time.monotonic()
         interrupted = False

@@ -13,12 +13,13 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future, as_completed
 from dataclasses import fields, replace
 from typing import Any
 
 import pandas as pd
 
+from stemlab.core.progress import Progress
 from stemlab.model.distributions import Distribution
 from stemlab.model.profile import BrokerProfile, load_profile
 from stemlab.model.scenario import Scenario, ScenarioError
@@ -107,12 +108,14 @@ def sweep(
     broker: str | BrokerProfile = "ideal",
     seeds: Sequence[int] = (0,),
     record_ops: bool = False,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """Simulate every grid point for every seed; one row per run, in grid order.
 
     Columns: the grid keys, `broker`, `seed`, `load`, then the summary keys of
     `RunResult.summary()`, `sim_time_s` and `wall_s`. A grid point's own
     `seed` or `broker` wins over the `seeds` and `broker` arguments.
+    `progress=True` draws a bar of finished runs (in a terminal or a notebook).
     """
     if not isinstance(scenario, Scenario):
         raise TypeError(f"scenario must be a Scenario, got {type(scenario).__name__}")
@@ -120,9 +123,17 @@ def sweep(
     for point in grid_points(grid):
         point_seeds = [point["seed"]] if "seed" in point else list(seeds)
         jobs.extend((point, seed) for seed in point_seeds)
-    if executor is None:
-        rows = [run_point(scenario, p, broker, s, record_ops) for p, s in jobs]
-    else:
-        futures = [executor.submit(run_point, scenario, p, broker, s, record_ops) for p, s in jobs]
-        rows = [future.result() for future in futures]
+    with Progress(len(jobs), f"sweeping {scenario.name}", enabled=progress, unit="run") as bar:
+        if executor is None:
+            rows = []
+            for p, s in jobs:
+                rows.append(run_point(scenario, p, broker, s, record_ops))
+                bar.advance()
+        else:
+            futures: list[Future[dict[str, Any]]] = [
+                executor.submit(run_point, scenario, p, broker, s, record_ops) for p, s in jobs
+            ]
+            for _ in as_completed(futures):  # counts runs as they finish, in any order
+                bar.advance()
+            rows = [future.result() for future in futures]
     return pd.DataFrame(rows)
