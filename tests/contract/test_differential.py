@@ -66,11 +66,24 @@ LEASE = 300.0  # seconds: no lease expires while a plan runs
 DELAY = 3600.0  # seconds: a delayed message never falls due while a plan runs
 EXTENDS = (120.0, 900.0)
 STEPS = 30
-EXAMPLES = 30
+EXAMPLES = 40  # per bare adapter
+TWIN_EXAMPLES = 10  # per "+instrumented" twin: a thin wrapper over the same adapter
 GET_WAIT = 5.0  # a get the reference says must deliver: generous, it returns at once
 NOTHING_WAIT = {"memory": 0.05}  # how long a get must stay empty; durable adapters below
 NOTHING_WAIT_DURABLE = 0.25
 EXTEND_SLACK = 5.0  # seconds of clock difference allowed on an extended lease's expiry
+
+# KNOWN DIVERGENCE (reported, not fixed here): the Redis adapter counts messages that a
+# consumer leased ahead into its local buffer (claim.lua batches once 4x the free slots
+# are ready) as in flight, though the application has not received them; QueueState,
+# memory, SQLite and Postgres (brokers of the same process) count them as pending.
+# Minimal repro: publish_many 8 envelopes to "q"; consume("q", prefetch=2).get();
+# (pending_count, inflight_count) is (6, 2) on Redis, (7, 1) everywhere else; closing
+# the consumer gives the buffered one back and Redis shows (7, 1) again. For these
+# adapters, while a consumer is open, counts are compared as: delayed and
+# pending + inflight exactly, inflight at most the open consumers' spare prefetch over
+# the reference's. With no consumer open (and in the audit) counts are compared exactly.
+READ_AHEAD_COUNTED_IN_FLIGHT = {"redis"}
 
 T = TypeVar("T")
 
@@ -92,23 +105,30 @@ class Get(NamedTuple):
     check_empty: bool  # when the reference has nothing for it: really wait (costs time)
 
 
+class Pick(NamedTuple):
+    """Which delivery to settle: the `index`-th latest live one, or a stale one if `stale`."""
+
+    index: int
+    stale: bool
+
+
 class Ack(NamedTuple):
-    handle: int  # which delivery handed out so far, live or stale: 0 is the latest
+    handle: Pick
 
 
 class Nack(NamedTuple):
-    handle: int
+    handle: Pick
     requeue: bool
 
 
 class DeadLetter(NamedTuple):
-    handle: int
+    handle: Pick
     reason: str | None
     with_meta: bool
 
 
 class Extend(NamedTuple):
-    handle: int
+    handle: Pick
     by: float
 
 
@@ -124,7 +144,8 @@ class ListDead(NamedTuple):
 
 class GetDead(NamedTuple):
     queue: str
-    which: int  # index (modulo) into every envelope id published so far
+    which: int  # index (modulo) into the ids to look up
+    dead: bool  # look up an id the reference has in that queue's dead letters (if any)
 
 
 class Replay(NamedTuple):
@@ -161,14 +182,14 @@ class Plan:
     ops: list[Op]
 
 
-queues = st.sampled_from(QUEUES)
+queues = st.sampled_from([QUEUES[0], QUEUES[0], QUEUES[1]])  # c2 consumes only "a"
 priorities = st.integers(0, 9)
 delayed = st.sampled_from([False, False, False, True])
-handles = st.integers(0, 15)
+handles = st.builds(Pick, st.integers(0, 7), st.sampled_from([False] * 4 + [True]))
 
 publish = st.builds(Publish, queues, priorities, delayed, st.none() | priorities)
 publish_many = st.builds(
-    PublishMany, st.lists(st.tuples(queues, priorities, delayed), max_size=4).map(tuple)
+    PublishMany, st.lists(st.tuples(queues, priorities, delayed), max_size=10).map(tuple)
 )
 get = st.builds(Get, st.sampled_from(sorted(CONSUMERS)), st.sampled_from([False] * 3 + [True]))
 # kind -> (weight, strategy); one_of would pick branches evenly, this draws kinds by weight
@@ -184,7 +205,7 @@ OPS: dict[str, tuple[int, st.SearchStrategy[Any]]] = {
     ),
     "extend": (1, st.builds(Extend, handles, st.sampled_from(EXTENDS))),
     "list_dead": (1, st.builds(ListDead, queues, st.integers(1, 4), st.integers(0, 3))),
-    "get_dead": (1, st.builds(GetDead, queues, st.integers(0, 30))),
+    "get_dead": (1, st.builds(GetDead, queues, st.integers(0, 30), st.booleans())),
     "replay": (2, st.builds(Replay, queues, st.integers(0, 3), delayed, st.booleans())),
     "purge_dead": (1, st.builds(PurgeDead, queues, st.none() | st.integers(0, 3))),
     "purge": (1, st.builds(Purge, queues)),
@@ -200,25 +221,27 @@ plans = st.builds(
 
 
 # ------------------------------------------------------------- what is compared
-def envelope_view(e: Envelope) -> tuple[Any, ...]:
-    """The envelope fields a broker must carry unchanged (not_before: only whether set)."""
-    return (e.id, e.name, e.args, e.queue, e.priority, e.attempt, e.not_before is None)
+def envelope_view(e: Envelope) -> str:
+    """The fields a broker must carry unchanged, compactly (not_before: only whether set)."""
+    delayed = "" if e.not_before is None else " delayed"
+    return f"{e.id} {e.name} {e.args} q={e.queue} p={e.priority} attempt={e.attempt}{delayed}"
 
 
-def entry_view(e: DeadLetterEntry) -> tuple[Any, ...]:
+def entry_view(e: DeadLetterEntry) -> tuple[str, str | None, dict[str, Any]]:
     return (envelope_view(e.envelope), e.reason, e.meta)
 
 
-def page_view(p: DeadLetterPage) -> tuple[Any, ...]:
+def page_view(p: DeadLetterPage) -> tuple[list[tuple[str, str | None, dict[str, Any]]], int | None]:
     return ([entry_view(e) for e in p.entries], p.next_offset)
 
 
-def replay_view(r: ReplayResult) -> tuple[Any, ...]:
+def replay_view(r: ReplayResult) -> tuple[list[tuple[str, str | None, dict[str, Any]]], bool, int]:
     return ([entry_view(e) for e in r.entries], r.dry_run, r.count)
 
 
-def delivery_view(envelope: Envelope, queue: str, count: int) -> tuple[Any, ...]:
-    return (envelope_view(envelope), queue, count)
+def delivery_view(envelope: Envelope, queue: str, count: int) -> str:
+    """Which envelope was handed out, from which queue, for the how-many-th time."""
+    return f"{envelope_view(envelope)} from={queue} delivery={count}"
 
 
 Outcome = tuple[str, Any]  # ("ok", compared value) or ("raise", exception class name)
@@ -236,14 +259,22 @@ def outcome(fn: Callable[[], T], view: Callable[[T], Any] = lambda v: v) -> Outc
 class Differential:
     """One plan against a fresh QueueState and one real broker, compared step by step."""
 
-    def __init__(self, broker: Broker, prefetch: dict[str, int], nothing_wait: float) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        prefetch: dict[str, int],
+        nothing_wait: float,
+        read_ahead_in_flight: bool = False,
+    ) -> None:
         self.broker = broker
+        self.read_ahead_in_flight = read_ahead_in_flight
         self.prefetch = prefetch
         self.nothing_wait = nothing_wait
         self.ref = QueueState(default_visibility_timeout=LEASE)
         self.now = time.time()  # the reference's clock: moved only by `step`
         self.consumers: dict[str, Consumer] = {}
         self.handles: list[tuple[Delivery, int]] = []  # (adapter delivery, reference token)
+        self.live: set[int] = set()  # reference tokens of deliveries not settled yet
         self.ids: list[str] = []
         self.serial = 0
         self.step_no = 0
@@ -280,8 +311,15 @@ class Differential:
             )
         return self.consumers[name]
 
-    def handle(self, index: int) -> tuple[Delivery, int] | None:
-        return self.handles[-1 - index % len(self.handles)] if self.handles else None
+    def handle(self, pick: Pick) -> tuple[Delivery, int] | None:
+        live = [h for h in self.handles if h[1] in self.live]
+        stale = [h for h in self.handles if h[1] not in self.live]
+        pool = (stale or live) if pick.stale else (live or stale)
+        return pool[-1 - pick.index % len(pool)] if pool else None
+
+    def settled(self, token: int, result: Outcome) -> None:
+        if result[0] == "ok":
+            self.live.discard(token)
 
     def compare_counts(self) -> None:
         for q in QUEUES:
@@ -292,7 +330,18 @@ class Differential:
             )
             b = self.broker
             actual = (b.pending_count(q), b.inflight_count(q), b.delayed_count(q))
-            self.check(f"counts of {q!r} (pending, inflight, delayed)", expected, actual)
+            what = f"counts of {q!r} (pending, inflight, delayed)"
+            if self.read_ahead_in_flight and self.consumers and actual != expected:
+                # see READ_AHEAD_COUNTED_IN_FLIGHT: buffered leases may show as in flight
+                spare = sum(self.prefetch[name] - 1 for name in self.consumers)
+                ahead = actual[1] - expected[1]
+                self.check(
+                    what + " modulo read-ahead",
+                    (expected[0] + expected[1], expected[2], True),
+                    (actual[0] + actual[1], actual[2], 0 <= ahead <= spare),
+                )
+                continue
+            self.check(what, expected, actual)
 
     # -------------------------------------------------------------------- steps
     def run(self, plan: Plan) -> None:
@@ -300,7 +349,6 @@ class Differential:
             self.now += 0.001
             self.step(self.op)
             self.compare_counts()
-        self.op = None
         self.audit()
 
     def step(self, op: Op) -> None:
@@ -322,34 +370,42 @@ class Differential:
                 self.get(name, check_empty)
             case Ack(i) if (h := self.handle(i)) is not None:
                 d, token = h
-                self.same(lambda: self.ref.ack(token, self.now), lambda: self.broker.ack(d))
+                self.settled(
+                    token,
+                    self.same(lambda: self.ref.ack(token, self.now), lambda: self.broker.ack(d)),
+                )
             case Nack(i, requeue) if (h := self.handle(i)) is not None:
                 d, token = h
                 if requeue:
                     self.close_consumers()
-                self.same(
+                result = self.same(
                     lambda: self.ref.nack(token, self.now, requeue=requeue),
                     lambda: self.broker.nack(d, requeue=requeue),
                 )
+                self.settled(token, result)
             case DeadLetter(i, reason, with_meta) if (h := self.handle(i)) is not None:
                 d, token = h
                 meta = {"step": self.step_no} if with_meta else None
-                self.same(
+                result = self.same(
                     lambda: self.ref.dead_letter(token, self.now, reason, meta),
                     lambda: self.broker.dead_letter(d, reason=reason, meta=meta),
                 )
+                self.settled(token, result)
             case Extend(i, by) if (h := self.handle(i)) is not None:
                 self.extend(*h, by)
             case Purge(queue):
                 self.same(lambda: self.ref.purge(queue, self.now), lambda: self.broker.purge(queue))
+                self.live -= {token for d, token in self.handles if d.queue == queue}
             case ListDead(queue, limit, offset):
                 self.same(
                     lambda: self.ref.list_dead(queue, limit, offset),
                     lambda: self.broker.list_dead_letters(queue, limit=limit, offset=offset),
                     page_view,
                 )
-            case GetDead(queue, which) if self.ids:
-                wanted = self.ids[which % len(self.ids)]
+            case GetDead(queue, which, dead) if self.ids:
+                dead_ids = [e.envelope.id for e in self.ref.list_dead(queue, limit=1000).entries]
+                pool = dead_ids if dead and dead_ids else self.ids
+                wanted = pool[which % len(pool)]
                 self.same(
                     lambda: self.ref.get_dead(queue, wanted),
                     lambda: self.broker.get_dead_letter(queue, wanted),
@@ -379,9 +435,11 @@ class Differential:
         ref: Callable[[], T],
         real: Callable[[], T],
         view: Callable[[T], Any] = lambda v: v,
-    ) -> None:
-        """Run one call on both sides and compare results (or exception types)."""
-        self.check("result", outcome(ref, view), outcome(real, view))
+    ) -> Outcome:
+        """Run one call on both sides, compare results (or exception types), return it."""
+        expected = outcome(ref, view)
+        self.check("result", expected, outcome(real, view))
+        return expected
 
     def get(self, name: str, check_empty: bool) -> None:
         lease: Lease | None = None
@@ -400,6 +458,7 @@ class Differential:
         if d is not None and lease is not None:
             assert d.channel is None and d.lease_expires_at is not None
             self.handles.append((d, lease.token))
+            self.live.add(lease.token)
 
     def extend(self, d: Delivery, token: int, by: float) -> None:
         before = datetime.now(UTC)
@@ -416,14 +475,18 @@ class Differential:
 
     # -------------------------------------------------------------------- audit
     def audit(self) -> None:
-        """Dead letters in full, then drain what is ready in one consumer and compare order."""
-        for q in QUEUES:
-            self.check(
-                f"dead letters of {q!r}",
-                page_view(self.ref.list_dead(q, limit=1000)),
-                page_view(self.broker.list_dead_letters(q, limit=1000)),
-            )
+        """Walk each queue's dead letters (paged, replayed, purged), then drain what is ready.
+
+        Plans reach a populated dead-letter queue late, if at all, so this fixed tail gives
+        every plan's dead letters the same checks: every page of two, a dry run, one
+        replay and one purge (oldest first), then the full list once more. Last, one fresh
+        consumer drains everything ready and the order is compared.
+        """
         self.close_consumers()
+        self.op = None
+        for q in QUEUES:
+            self.step_no += 1
+            self.audit_dead(q)
         drain = "drain"
         expected = [
             delivery_view(x.envelope, x.queue, x.delivery_count)
@@ -438,6 +501,34 @@ class Differential:
                 got.append(delivery_view(d.envelope, d.queue, d.delivery_count))
         self.check("drain order", expected, got)
         self.compare_counts()
+
+    def audit_dead(self, q: str) -> None:
+        """Every page of two, a dry run, one replay, one purge, then the full list again."""
+        offset: int | None = 0
+        while offset is not None:
+            page = self.broker.list_dead_letters(q, limit=2, offset=offset)
+            expected = self.ref.list_dead(q, limit=2, offset=offset)
+            self.check(f"dead letters of {q!r} from {offset}", page_view(expected), page_view(page))
+            offset = page.next_offset
+        self.same(
+            lambda: self.ref.replay_dead(q, self.now, limit=2, dry_run=True),
+            lambda: self.broker.replay_dead_letters(q, limit=2, dry_run=True),
+            replay_view,
+        )
+        self.same(
+            lambda: self.ref.replay_dead(q, self.now, limit=1),
+            lambda: self.broker.replay_dead_letters(q, limit=1),
+            replay_view,
+        )
+        self.same(
+            lambda: self.ref.purge_dead(q, limit=1),
+            lambda: self.broker.purge_dead_letters(q, limit=1),
+        )
+        self.check(
+            f"dead letters of {q!r}",
+            page_view(self.ref.list_dead(q, limit=1000)),
+            page_view(self.broker.list_dead_letters(q, limit=1000)),
+        )
 
     def close(self) -> None:
         self.close_consumers()
@@ -462,7 +553,7 @@ def test_adapter_matches_the_reference(adapter: str, tmp_path: Path) -> None:
     nothing_wait = NOTHING_WAIT.get(base, NOTHING_WAIT_DURABLE)
 
     @settings(
-        max_examples=EXAMPLES,
+        max_examples=TWIN_EXAMPLES if adapter.endswith(INSTRUMENTED) else EXAMPLES,
         deadline=None,
         derandomize=True,
         database=None,
@@ -472,7 +563,9 @@ def test_adapter_matches_the_reference(adapter: str, tmp_path: Path) -> None:
     def run(plan: Plan) -> None:
         namespace = "d" + uuid.uuid4().hex[:12]
         broker = ADAPTERS[adapter](namespace, tmp_path, default_visibility_timeout=LEASE)
-        runner = Differential(broker, plan.prefetch, nothing_wait)
+        runner = Differential(
+            broker, plan.prefetch, nothing_wait, base in READ_AHEAD_COUNTED_IN_FLIGHT
+        )
         try:
             runner.run(plan)
         finally:
