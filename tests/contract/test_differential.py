@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 import uuid
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -47,6 +48,7 @@ from stemlab import (
     ReplayResult,
     StemlabError,
 )
+from stemlab.core.codec import dumps
 from stemlab.core.state import Lease
 from tests.conftest import POSTGRES_URL, REDIS_URL
 from tests.contract.conftest import (
@@ -222,9 +224,20 @@ plans = st.builds(
 
 # ------------------------------------------------------------- what is compared
 def envelope_view(e: Envelope) -> str:
-    """The fields a broker must carry unchanged, compactly (not_before: only whether set)."""
+    """Every field a broker must carry unchanged, compactly.
+
+    `not_before` counts only as set or not (the reference's clock is not the wall
+    clock); the fields not spelled out are compared through a checksum of their JSON.
+    """
     delayed = "" if e.not_before is None else " delayed"
-    return f"{e.id} {e.name} {e.args} q={e.queue} p={e.priority} attempt={e.attempt}{delayed}"
+    rest = e.to_dict()
+    for shown in ("id", "name", "args", "queue", "priority", "attempt", "not_before"):
+        del rest[shown]
+    digest = zlib.crc32(dumps(rest).encode())
+    return (
+        f"{e.id} {e.name} {e.args} q={e.queue} p={e.priority} attempt={e.attempt}{delayed}"
+        f" rest={digest:08x}"
+    )
 
 
 def entry_view(e: DeadLetterEntry) -> tuple[str, str | None, dict[str, Any]]:
