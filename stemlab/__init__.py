@@ -5,8 +5,9 @@ instrumentation around every adapter, and a simpy simulator of each broker.
 
 `import stemlab` stays light: the contract, the adapters and instrumentation
 load at once, while the names that need numpy, pandas or simpy (scenarios,
-profiles, `simulate`, `run_live`, `calibrate`, `validate`...) load on first
-use through a module `__getattr__` (PEP 562). That is for import time only;
+profiles, `simulate`, `run_live`, `calibrate`, `validate`...) and the task
+runtime (`Stem`, `Worker`, result backends) load on first use through a module
+`__getattr__` (PEP 562). That is for import time only;
 the packages themselves import each other in layers (see pyproject.toml).
 """
 
@@ -39,6 +40,14 @@ if TYPE_CHECKING:
     from stemlab.experiments import ValidationReport, validate
     from stemlab.live import run_live
     from stemlab.model import BrokerProfile, RunResult, Scenario, compare, load_profile
+    from stemlab.runtime import (
+        ResultBackend,
+        Stem,
+        TaskState,
+        TaskStatus,
+        Worker,
+        connect_backend,
+    )
     from stemlab.sim import simulate, sweep
 
 __all__ = [
@@ -58,15 +67,21 @@ __all__ = [
     "ManualClock",
     "QueueState",
     "ReplayResult",
+    "ResultBackend",
     "RunResult",
     "Scenario",
+    "Stem",
     "StemlabError",
     "SystemClock",
+    "TaskState",
+    "TaskStatus",
     "ValidationReport",
+    "Worker",
     "__version__",
     "calibrate",
     "compare",
     "connect",
+    "connect_backend",
     "errors",
     "instrument",
     "load_profile",
@@ -89,6 +104,12 @@ _LAZY = {
     "calibrate": "stemlab.calibration",
     "ValidationReport": "stemlab.experiments",
     "validate": "stemlab.experiments",
+    "Stem": "stemlab.runtime",
+    "TaskStatus": "stemlab.runtime",
+    "TaskState": "stemlab.runtime",
+    "ResultBackend": "stemlab.runtime",
+    "connect_backend": "stemlab.runtime",
+    "Worker": "stemlab.runtime",
 }
 
 

@@ -6,7 +6,20 @@ and dead letters; a `ResultBackend` (memory, SQLite, Redis, PostgreSQL) keeps
 each task's `TaskStatus` so `app.wait` works across processes.
 """
 
+from stemlab.runtime.app import Stem, Task
 from stemlab.runtime.backend import GroupState, ResultBackend, connect_backend
+from stemlab.runtime.retry import backoff
 from stemlab.runtime.status import TaskState, TaskStatus
+from stemlab.runtime.worker import Worker
 
-__all__ = ["GroupState", "ResultBackend", "TaskState", "TaskStatus", "connect_backend"]
+__all__ = [
+    "GroupState",
+    "ResultBackend",
+    "Stem",
+    "Task",
+    "TaskState",
+    "TaskStatus",
+    "Worker",
+    "backoff",
+    "connect_backend",
+]
