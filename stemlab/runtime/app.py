@@ -135,6 +135,16 @@ class Stem:
 
         return register(fn) if fn is not None else register
 
+    def using(self, broker: Broker | str, backend: ResultBackend | str | None = None) -> Stem:
+        """A second app sharing this one's task registry on another broker and backend.
+
+        `stemlab worker URL --app module:app` uses it: the module declares the
+        tasks, the command line says where to run them.
+        """
+        other = Stem(broker, backend)
+        other.tasks = self.tasks
+        return other
+
     # ------------------------------------------------------------- producing
     def enqueue(
         self,
