@@ -36,7 +36,7 @@ from stemlab.errors import BrokerUnavailable, ConfigError, EnvelopeError, LeaseL
 from stemlab.instrument import InstrumentedBroker, instrument
 
 if TYPE_CHECKING:
-    from stemlab.calibration import calibrate
+    from stemlab.calibration import calibrate, measure_task
     from stemlab.experiments import ValidationReport, validate
     from stemlab.live import run_live
     from stemlab.model import BrokerProfile, RunResult, Scenario, compare, load_profile
@@ -85,6 +85,7 @@ __all__ = [
     "errors",
     "instrument",
     "load_profile",
+    "measure_task",
     "run_live",
     "simulate",
     "sweep",
@@ -102,6 +103,7 @@ _LAZY = {
     "sweep": "stemlab.sim",
     "run_live": "stemlab.live",
     "calibrate": "stemlab.calibration",
+    "measure_task": "stemlab.calibration",
     "ValidationReport": "stemlab.experiments",
     "validate": "stemlab.experiments",
     "Stem": "stemlab.runtime",
