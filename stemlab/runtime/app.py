@@ -193,7 +193,6 @@ class Stem:
         if status is not None and status.done:
             return False
         meta = dict(status.meta) if status else {}
-        meta.pop("updated_at", None)
         attempt = status.attempt if status else 0
         self.backend.set(TaskStatus(task_id, TaskState.CANCELLED, attempt, meta=meta))
         return True

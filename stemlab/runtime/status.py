@@ -78,8 +78,7 @@ class TaskStatus:
         return self.state in TERMINAL
 
     def to_json(self) -> str:
-        meta = dict(self.meta)
-        meta.setdefault("updated_at", time.time())
+        meta = {**self.meta, "updated_at": time.time()}  # when this record was written
         return dumps(
             {
                 "id": self.id,

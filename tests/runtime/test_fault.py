@@ -81,6 +81,9 @@ def test_sigkill_mid_run_loses_nothing(
         assert succeeded == TASKS, procs.logs()[-3000:]
         assert set(runs) == set(range(TASKS))
         assert by_victim > 0  # the killed worker was really working
+        settle_by = time.monotonic() + 10.0  # results are written before acks: let acks land
+        while broker.inflight_count("default") and time.monotonic() < settle_by:
+            time.sleep(0.05)
         assert broker.pending_count("default") == broker.inflight_count("default") == 0
         assert broker.list_dead_letters("default").entries == []
     finally:
