@@ -5,8 +5,9 @@ instrumentation around every adapter, and a simpy simulator of each broker.
 
 `import stemlab` stays light: the contract, the adapters and instrumentation
 load at once, while the names that need numpy, pandas or simpy (scenarios,
-profiles, `simulate`, `run_live`, `calibrate`, `validate`...) load on first
-use through a module `__getattr__` (PEP 562). That is for import time only;
+profiles, `simulate`, `run_live`, `calibrate`, `validate`...) and the task
+runtime (`Stem`, `Worker`, result backends) load on first use through a module
+`__getattr__` (PEP 562). That is for import time only;
 the packages themselves import each other in layers (see pyproject.toml).
 """
 
@@ -35,10 +36,18 @@ from stemlab.errors import BrokerUnavailable, ConfigError, EnvelopeError, LeaseL
 from stemlab.instrument import InstrumentedBroker, instrument
 
 if TYPE_CHECKING:
-    from stemlab.calibration import calibrate
+    from stemlab.calibration import calibrate, measure_task
     from stemlab.experiments import ValidationReport, validate
     from stemlab.live import run_live
     from stemlab.model import BrokerProfile, RunResult, Scenario, compare, load_profile
+    from stemlab.runtime import (
+        ResultBackend,
+        Stem,
+        TaskState,
+        TaskStatus,
+        Worker,
+        connect_backend,
+    )
     from stemlab.sim import simulate, sweep
 
 __all__ = [
@@ -58,18 +67,25 @@ __all__ = [
     "ManualClock",
     "QueueState",
     "ReplayResult",
+    "ResultBackend",
     "RunResult",
     "Scenario",
+    "Stem",
     "StemlabError",
     "SystemClock",
+    "TaskState",
+    "TaskStatus",
     "ValidationReport",
+    "Worker",
     "__version__",
     "calibrate",
     "compare",
     "connect",
+    "connect_backend",
     "errors",
     "instrument",
     "load_profile",
+    "measure_task",
     "run_live",
     "simulate",
     "sweep",
@@ -87,8 +103,15 @@ _LAZY = {
     "sweep": "stemlab.sim",
     "run_live": "stemlab.live",
     "calibrate": "stemlab.calibration",
+    "measure_task": "stemlab.calibration",
     "ValidationReport": "stemlab.experiments",
     "validate": "stemlab.experiments",
+    "Stem": "stemlab.runtime",
+    "TaskStatus": "stemlab.runtime",
+    "TaskState": "stemlab.runtime",
+    "ResultBackend": "stemlab.runtime",
+    "connect_backend": "stemlab.runtime",
+    "Worker": "stemlab.runtime",
 }
 
 

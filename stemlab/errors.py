@@ -14,6 +14,7 @@ __all__ = [
     "EnvelopeError",
     "LeaseLost",
     "ProfileError",
+    "ResultError",
     "ScenarioError",
     "StemlabError",
 ]
@@ -49,3 +50,7 @@ class ProfileError(StemlabError, ValueError):
 
 class CalibrationError(StemlabError):
     """The broker did not behave well enough to be measured (it lost or withheld messages)."""
+
+
+class ResultError(StemlabError, ValueError):
+    """A task status a result backend refuses: an unknown state, or a result that is not JSON."""

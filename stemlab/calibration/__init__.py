@@ -4,7 +4,9 @@ The runs are described in `stemlab.calibration.measure`, the fitting in
 `stemlab.calibration.fit`. The returned `BrokerProfile` is what `simulate`
 reads; its `meta` says where, when and how it was measured (host, time,
 load, samples per op, which fit each op got and why), and `save` writes it
-as JSON for `data/profiles/`.
+as JSON for `data/profiles/`. `measure_task(app, name, args)` times a
+registered task's own service time (`stemlab.calibration.task`), so the
+simulator can predict each broker with that real work.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from stemlab._version import __version__
 from stemlab.brokers import connect
 from stemlab.calibration.fit import fit_latency, fit_poll, fit_reclaim, quantiles, wakeup
 from stemlab.calibration.measure import QUEUE, Measurements, Plan, measure
+from stemlab.calibration.task import measure_task
 from stemlab.core.broker import Broker
 from stemlab.core.progress import Progress
 from stemlab.errors import CalibrationError
@@ -32,7 +35,15 @@ from stemlab.model.distributions import Distribution
 from stemlab.model.names import broker_name
 from stemlab.model.profile import OPS, BrokerProfile
 
-__all__ = ["PROFILE_VERSION", "CalibrationError", "Plan", "calibrate", "describe", "redact"]
+__all__ = [
+    "PROFILE_VERSION",
+    "CalibrationError",
+    "Plan",
+    "calibrate",
+    "describe",
+    "measure_task",
+    "redact",
+]
 
 PROFILE_VERSION = 1  # meta["profile_version"]: bump when the meaning of a field changes
 NAMESPACE = "stemlab-calibrate"  # used when calibrate opens the broker from a URL

@@ -52,6 +52,15 @@ expired and the message went to someone else) is counted in
 ``meta["lease_lost"]`` and is not fatal; the task is then NOT marked acked or
 dead by that slot (its other delivery will settle it).
 
+Real tasks. With ``run_live(..., app=app, task="name")`` the slot calls the
+registered task ``app.tasks[name].fn(**task_args)`` (``task_args`` a dict, or
+a callable of the task index giving one) in place of the ``service_s`` sleep,
+renewing the lease every ``RENEW_FRACTION * visibility_timeout`` while it
+runs; the plan is still drawn: a ``"crash"`` plan crashes as above without
+calling the task, a ``"fail"`` plan calls it and then takes the fail path, and
+a task that raises takes the fail path too (its error is kept in
+``meta["errors"]``). The result frames have the same columns either way.
+
 End. The run ends when every task is acked or dead, or at the deadline
 (default: see `default_deadline`), or on KeyboardInterrupt; tasks neither
 acked nor dead then are ``"lost"`` and the result still comes back (with
@@ -74,7 +83,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from stemlab.brokers import connect
@@ -83,6 +92,7 @@ from stemlab.core.clock import from_epoch
 from stemlab.core.codec import new_id
 from stemlab.core.envelope import Envelope
 from stemlab.core.progress import Progress
+from stemlab.errors import ConfigError
 from stemlab.instrument import InstrumentedBroker, instrument
 from stemlab.live.worker import LiveRun, Slot
 from stemlab.model.names import broker_name
@@ -90,6 +100,9 @@ from stemlab.model.protocol import QUEUE, RETRY_MAX, TASK_NAME, retry_delay
 from stemlab.model.result import RunResult
 from stemlab.model.scenario import Scenario
 from stemlab.model.workload import Workload, make_workload, streams
+from stemlab.runtime import Stem
+
+TaskArgs = dict[str, Any] | Callable[[int], dict[str, Any]]
 
 __all__ = ["default_deadline", "expected_duration", "run_live"]
 
@@ -143,19 +156,45 @@ def run_live(
     progress: bool = True,
     label: str | None = None,
     deadline: float | None = None,
+    app: Stem | None = None,
+    task: str | None = None,
+    task_args: TaskArgs | None = None,
 ) -> RunResult:
     """Run `scenario` on a real broker in wall time and return what happened.
 
     `broker` is an open Broker (left open) or a URL (opened and closed here).
     `deadline` is seconds after the start at which unfinished tasks are given
-    up as "lost" (default `default_deadline`). The worker behaviour is
-    specified in this module's docstring.
+    up as "lost" (default `default_deadline`). With `app` and `task`, the
+    registered task runs (with `task_args`) instead of the synthetic sleep.
+    The worker behaviour is specified in this module's docstring.
     """
     if not isinstance(scenario, Scenario):
         raise TypeError(f"run_live needs a Scenario, got {type(scenario).__name__}")
+    call = _task_call(app, task, task_args)
     with _opened(broker) as raw:
         ib = instrument(raw)
-        return _Runner(scenario, ib, seed, progress, label, deadline).execute()
+        return _Runner(scenario, ib, seed, progress, label, deadline, call).execute()
+
+
+def _task_call(
+    app: Stem | None, task: str | None, task_args: TaskArgs | None
+) -> Callable[[int], object] | None:
+    """The function a slot calls with the task index, or None for the synthetic sleep."""
+    if app is None and task is None:
+        if task_args is not None:
+            raise ConfigError("task_args needs app= and task=")
+        return None
+    if not isinstance(app, Stem) or not isinstance(task, str):
+        raise ConfigError("run_live needs both app= (a stemlab.Stem) and task= (a task name)")
+    registered = app.tasks.get(task)
+    if registered is None:
+        raise ConfigError(f"no task {task!r} in the app (registered: {sorted(app.tasks)})")
+    fn = registered.fn
+    if callable(task_args):
+        make = task_args
+        return lambda i: fn(**make(i))
+    fixed = dict(task_args or {})
+    return lambda i: fn(**fixed)
 
 
 @contextlib.contextmanager
@@ -183,7 +222,9 @@ class _Runner:
         progress: bool,
         label: str | None,
         deadline: float | None,
+        call: Callable[[int], object] | None = None,
     ) -> None:
+        self.call = call
         self.scenario = scenario
         self.broker = broker
         self.seed = seed
@@ -204,6 +245,7 @@ class _Runner:
     def execute(self) -> RunResult:
         purged_before = self.broker.purge(QUEUE)
         run = LiveRun(self.scenario, self.broker, self.exec_rng, time.time(), self.scenario.tasks)
+        run.call = self.call
         slots = [Slot(run, k, new_id()[-12:]) for k in range(self.scenario.workers)]
         for slot in slots:
             slot.start()

@@ -55,6 +55,9 @@ class LiveRun:
     resolved: set[str] = field(default_factory=set)
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
     errors: list[str] = field(default_factory=list)
+    # run_live(app=..., task=...): the registered task, called with the task index, replaces
+    # the service-time sleep (None: the synthetic sleep)
+    call: Callable[[int], object] | None = None
 
     def now(self) -> float:
         """Seconds since the scenario started."""
@@ -175,9 +178,16 @@ class Slot(threading.Thread):
                 return False  # the run is over before the crash
             state.abandoned(task_id)
             return True
-        if not self._work(d, plan.service_s):
-            return False  # the run is over; leave the delivery as it is
-        if plan.outcome == "ok":
+        if state.call is not None:
+            ran = self._work_call(d, state.call)
+            if ran is None:
+                return False  # the run is over; leave the delivery as it is
+            ok = ran and plan.outcome == "ok"
+        else:
+            if not self._work(d, plan.service_s):
+                return False  # the run is over; leave the delivery as it is
+            ok = plan.outcome == "ok"
+        if ok:
             state.finished(task_id, success=True)
             if self._settle(state.broker.ack, d):
                 state.settled(task_id, "acked")
@@ -236,6 +246,37 @@ class Slot(threading.Thread):
             if renewing and next_renew < end and time.monotonic() >= next_renew:
                 renewing = self._renew(d)
                 next_renew += interval
+
+    def _work_call(self, d: Delivery, call: Callable[[int], object]) -> bool | None:
+        """Run the real task (in a helper thread) while renewing the lease as `_work` does.
+
+        True when it returned, False when it raised (the fail path), None when the
+        run ended first (the helper thread is then abandoned, like a crashed worker).
+        """
+        state = self.run_state
+        sc = state.scenario
+        done = threading.Event()
+        raised: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                call(int(d.envelope.args.get("i", -1)))
+            except Exception as exc:
+                raised.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=target, name=f"{self.name}-task", daemon=True).start()
+        interval = RENEW_FRACTION * sc.visibility_timeout
+        renewing = sc.lease_renewal
+        while not done.wait(interval if renewing else POLL_S):
+            if state.stop.is_set():
+                return None
+            if renewing:
+                renewing = self._renew(d)
+        if raised:
+            state.error(raised[0])
+        return not raised
 
     def _renew(self, d: Delivery) -> bool:
         try:
