@@ -15,13 +15,16 @@
 --   P later:<q>        HASH    delayed messages: sequence id -> "<p>|<lease ms>|<envelope JSON>"
 --   P held             HASH    consumer -> live leases (its prefetch slots); field dropped at 0
 --   P full             HASH    consumer -> 1 while it waits at its prefetch limit
+--   P idle:<q>         ZSET    consumers waiting on q: member "<oid>|<prefetch>|<lease ms>|<name>",
+--                              score when they last found it empty (stale after 2 x max idle)
 --   P dead:<q>         ZSET    dead letters: member "<seq16>:<envelope id>", score dead_at (us)
 --   P deadent:<q>      HASH    dead letters: member -> entry JSON {envelope, reason, meta, dead_at_us}
 --   P bc:<ch>          STREAM  broadcasts of channel ch (capped, expires a day after the last one)
 --   P cast:<rid>       STRING  an outstanding broadcast delivery (expires after a day)
 -- Pub/sub channels (wake-ups only, no data): P wake:<q> (something became ready, or a due time
 --   or lease expiry moved sooner), P slot:<consumer> (a full consumer got a slot back),
---   P bcast:<ch> (a broadcast was appended to P bc:<ch>).
+--   P bcast:<ch> (a broadcast was appended to P bc:<ch>); and one that carries data,
+--   P push:<oid>: a just-published entry leased to that waiting consumer object (see push).
 -- The dead-letter layout is the sorted-set adapter's, so its dead_read/dead_purge/dead_replay/
 -- cast_settle scripts run here unchanged. Keys are derived inside the scripts (standalone Redis).
 
@@ -57,17 +60,67 @@ local function fields(list)
   return t
 end
 
--- Append one message to the tail of its level (making the stream and its group if needed).
--- Wakes waiting consumers when that level had nothing ready before.
-local function add_entry(q, p, v, n, env, at)
+-- Lease entry `id` (just appended to level p of q, and all that is ready in q, so priority and
+-- FIFO hold) straight to the longest-waiting consumer of q with a free prefetch slot, and push
+-- it to that consumer object over pub/sub: one round trip less than a wake-up and a claim.
+-- PUBLISH counts the receivers, so a consumer that closed or died is skipped; the entry is read
+-- into the PEL (XREADGROUP) for the consumer only once the push was received.
+local function push(q, p, v, id, env, now, max_idle)
+  local ikey = P .. 'idle:' .. q
+  if redis.call('EXISTS', ikey) == 0 then return false end
+  if #redis.call('ZRANGEBYSCORE', P .. 'delay:' .. q, '-inf', now, 'LIMIT', 0, 1) > 0 then
+    return false
+  end
+  for lp = 0, 9 do
+    local k = skey(q, lp)
+    if redis.call('EXISTS', k) == 1 then
+      local mine = 0
+      if lp == p then mine = 1 end
+      if redis.call('XLEN', k) - redis.call('ZCARD', lkey(q, lp)) ~= mine
+          or #redis.call('ZRANGEBYSCORE', lkey(q, lp), '-inf', now, 'LIMIT', 0, 1) > 0 then
+        return false
+      end
+    end
+  end
+  while true do
+    local head = redis.call('ZRANGE', ikey, 0, 0, 'WITHSCORES')
+    if #head == 0 then return false end
+    redis.call('ZREM', ikey, head[1])
+    local oid, prefetch, dvt, name = string.match(head[1], '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
+    local held = tonumber(redis.call('HGET', P .. 'held', name) or '0')
+    if oid and tonumber(head[2]) >= now - 2 * max_idle and held < tonumber(prefetch) then
+      local vt = tonumber(v) or tonumber(dvt)
+      local token = string.format('%d', next_seq())
+      local expires = string.format('%d', now + vt)
+      local at = string.format('%d', now)
+      local payload = table.concat({q, p .. '/' .. id, token, '1', expires, at, env}, '\n')
+      if redis.call('PUBLISH', P .. 'push:' .. oid, payload) > 0 then
+        redis.call('XREADGROUP', 'GROUP', GROUP, name, 'COUNT', 1, 'STREAMS', skey(q, p), '>')
+        redis.call('HSET', tkey(q, p), id, token .. '|' .. at .. '|' .. name)
+        redis.call('ZADD', lkey(q, p), expires, id)
+        redis.call('HINCRBY', P .. 'held', name, 1)
+        if vt < max_idle then wake(q) end
+        return true
+      end
+    end
+  end
+end
+
+-- Append one message to the tail of its level (making the stream and its group if needed);
+-- a fresh publish (`now` given) may be pushed to a waiting consumer. Otherwise wakes waiting
+-- consumers when that level had nothing ready before.
+local function add_entry(q, p, v, n, env, at, now, max_idle)
   local k = skey(q, p)
+  local woken = false
   if redis.call('EXISTS', k) == 0 then
     redis.call('XGROUP', 'CREATE', k, GROUP, '0', 'MKSTREAM')
-    wake(q)
+    woken = true
   elseif redis.call('XLEN', k) == redis.call('ZCARD', lkey(q, p)) then
-    wake(q)
+    woken = true
   end
-  redis.call('XADD', k, '*', 'e', env, 'v', v, 'n', n, 'a', at, 's', next_seq())
+  local id = redis.call('XADD', k, '*', 'e', env, 'v', v, 'n', n, 'a', at, 's', next_seq())
+  if now and push(q, p, v, id, env, now, max_idle) then return end
+  if woken then wake(q) end
 end
 
 -- Store one envelope: ready now (appended to its level's stream) or delayed until `due` (ms).
@@ -81,7 +134,7 @@ local function publish_one(q, p, v, due, env, now, max_idle)
     if at - now < max_idle then wake(q) end
     return
   end
-  add_entry(q, p, v, 0, env, now)
+  add_entry(q, p, v, 0, env, now, now, max_idle)
 end
 
 -- Move up to `cap` due delayed messages of q into their streams. Returns how many moved.

@@ -1,8 +1,9 @@
 -- claim.lua: lease messages to one consumer, within its prefetch, highest priority level first.
 -- Keys (P = ARGV[1]): P seq, P held, P full, and for each queue q: P delay:<q>, P later:<q>,
---   and per level p: P s:<q>:<p> (XREADGROUP / XCLAIM in group "g"), P lease:<q>:<p>,
+--   P idle:<q>, and per level p: P s:<q>:<p> (XREADGROUP / XCLAIM in group "g"), P lease:<q>:<p>,
 --   P tok:<q>:<p>; channel P wake:<q>.
--- ARGV: P, consumer, prefetch, batch, default lease ms, max idle ms, tick cap, q1 .. qn
+-- ARGV: P, consumer, prefetch, batch, default lease ms, max idle ms, tick cap, consumer object
+--   id, "1" if that object is registered as waiting, q1 .. qn
 -- First promotes due delayed messages into their streams and gives back the prefetch slots of
 -- expired leases (their entries stay in the PEL, reclaimable). Then, level by level from 9 down,
 -- takes the entry that became ready first across the queues: an unread entry (XREADGROUP ">")
@@ -10,7 +11,10 @@
 -- its lease deadline (or its old place, when released). With one queue and nothing expired at
 -- a level it reads up to the batch in one XREADGROUP. It leases one message, or up to `batch`
 -- (within the free slots) when at least 4 times as many are ready.
--- Returns {now_ms, full (0/1), next_ms or -1, then per lease: q, "<p>/<id>", token,
+-- A consumer that finds nothing (with a free slot) is registered in P idle:<q> of each queue, so
+-- the next publish can lease and push an entry straight to it; one that leases, or is full, is
+-- taken out again.
+-- Returns {now_ms, full (0/1), next_ms or -1, registered (0/1), then per lease: q, "<p>/<id>", token,
 -- deliveries, expiry ms, envelope}. next_ms is the earliest due time or lease deadline.
 local consumer = ARGV[2]
 local prefetch = tonumber(ARGV[3])
@@ -18,8 +22,10 @@ local batch = tonumber(ARGV[4])
 local default_vt = tonumber(ARGV[5])
 local max_idle = tonumber(ARGV[6])
 local cap = tonumber(ARGV[7])
+local idle_member = ARGV[8] .. '|' .. ARGV[3] .. '|' .. ARGV[5] .. '|' .. consumer
+local registered = ARGV[9] == '1'
 local queues = {}
-for i = 8, #ARGV do queues[#queues + 1] = ARGV[i] end
+for i = 10, #ARGV do queues[#queues + 1] = ARGV[i] end
 
 local now = now_ms()
 local moved = 0
@@ -62,7 +68,7 @@ if limit <= 0 then
   full = 1
 end
 
-local out = {now, full, -1}
+local out = {now, full, -1, 0}
 local leased = 0
 
 -- Lease one entry (fields f, delivery count n) of level p of q to the consumer.
@@ -181,6 +187,16 @@ for p = 9, 0, -1 do
   end
 end
 
+if leased == 0 and full == 0 then
+  for _, q in ipairs(queues) do
+    local ikey = P .. 'idle:' .. q
+    redis.call('ZREMRANGEBYSCORE', ikey, '-inf', now - 2 * max_idle) -- crashed waiters
+    redis.call('ZADD', ikey, now, idle_member)
+  end
+  out[4] = 1
+elseif registered then
+  for _, q in ipairs(queues) do redis.call('ZREM', P .. 'idle:' .. q, idle_member) end
+end
 if leased < limit or full == 1 then
   local nxt = -1
   for _, q in ipairs(queues) do

@@ -1,12 +1,14 @@
 """The Redis Streams consumer: claims by script, woken by pub/sub, broadcasts read by XREAD.
 
 A consumer owns two connections: one for its scripts and reads, one subscribed to the
-wake-up channel of each of its queues, its own "slot freed" channel and a wake-up channel
-per broadcast channel (pub/sub carries no data here, only "look again"). It subscribes
-before its first claim and before it notes the tail of each broadcast stream, so nothing
-appended afterwards goes unnoticed. While idle it also wakes at the next due time or lease
-deadline the claim reported (at most `MAX_IDLE`), so delayed messages and expired leases
-are taken on time with no sweeper.
+wake-up channel of each of its queues, its own "slot freed" and "push" channels and a
+wake-up channel per broadcast channel. It subscribes before its first claim and before it
+notes the tail of each broadcast stream, so nothing appended afterwards goes unnoticed. A
+claim that finds nothing registers the consumer as waiting; the next publish then reads
+the entry into the group for it and pushes it over pub/sub in the same script (no second
+round trip). While idle it also wakes at the next due time or lease deadline the claim
+reported (at most `MAX_IDLE`), so delayed messages and expired leases are taken on time
+with no sweeper.
 
 With prefetch > 1 and a backlog, one claim leases several entries (see claim.lua); those
 not handed out yet wait in the consumer core's read-ahead buffer. One that has used up
@@ -17,6 +19,7 @@ the pending entries list at their old place with their delivery count taken back
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -38,6 +41,7 @@ __all__ = ["StreamConsumer"]
 TICK_CAP = 1000  # delayed messages promoted / expired leases freed per claim and queue
 CAST_TTL = 86_400  # seconds an unsettled broadcast receipt stays valid
 CAST_BATCH = 100  # broadcast entries read per XREAD
+_REGISTERED = 8  # index of the "registered as waiting" flag in the claim arguments
 T = TypeVar("T")
 Lease = tuple[str, str, str]  # (queue, "<p>/<entry id>", token)
 
@@ -59,10 +63,14 @@ class StreamConsumer(StoreConsumer):
         self._cast_key = prefix + "cast:"
         self._cast_prefix = (prefix + "bcast:").encode()
         self._topics = [prefix + "wake:" + q for q in queues] + [prefix + "slot:" + name]
-        self._topics += [prefix + "bcast:" + ch for ch in channels]
+        oid = new_id()
+        self._push_channel = (prefix + "push:" + oid).encode()
+        self._topics += [prefix + "push:" + oid] + [prefix + "bcast:" + ch for ch in channels]
         lease_ms = broker.settings.default_lease_ms
+        self._idle_member = f"{oid}|{prefetch}|{lease_ms}|{name}"
         self._claim_args: list[Arg] = [prefix, name, prefetch, prefetch, lease_ms, MAX_IDLE_MS]
-        self._claim_args += [TICK_CAP, *queues]
+        self._claim_args += [TICK_CAP, oid, "0", *queues]
+        self._pushed: deque[bytes] = deque()
         self._streams = {prefix + "bc:" + ch: ch for ch in channels}
         self._cursors: dict[str, str] = {}
         self._cast_due = False
@@ -83,6 +91,8 @@ class StreamConsumer(StoreConsumer):
         self._pubsub(self._drain)
         if self._cast_due:
             self._read_casts()
+        while self._pushed:
+            self._take_push(self._pushed.popleft())
         if self._ahead or self._casts or not self.queues:
             return MAX_IDLE
         return self._claim()
@@ -111,10 +121,19 @@ class StreamConsumer(StoreConsumer):
         )
 
     def _release(self, claims: list[Claim]) -> None:
-        """Give back what was leased ahead, then leave the groups where nothing is pending."""
-        self._store.release(self._cmd, [self._lease_of(c) for c in claims])
-        if self.queues:
-            self._cmd.eval(SCRIPTS["unregister"], [self._store.prefix, self.name, *self.queues])
+        """Stop waiting, give back what was leased ahead or pushed meanwhile, leave the groups."""
+        leases = [self._lease_of(c) for c in claims]
+        try:
+            if self.queues:
+                args = [self._store.prefix, self.name, self._idle_member, *self.queues]
+                self._cmd.eval(SCRIPTS["unregister"], args)
+                self._pubsub(lambda conn: self._drain(conn, 0.02))  # pushes already under way
+            for payload in self._pushed:
+                q, mid, token, _ = payload.split(b"\n", 3)
+                leases.append((q.decode(), mid.decode(), token.decode()))
+        finally:
+            self._pushed.clear()
+            self._store.release(self._cmd, leases)
 
     def _unsubscribe(self, casts: list[Cast]) -> None:
         if casts:
@@ -129,9 +148,10 @@ class StreamConsumer(StoreConsumer):
         """One claim script call: leases into the buffer, else seconds worth idling."""
         reply = self._cmd.eval(SCRIPTS["claim"], self._claim_args)
         now, nxt = reply[0], reply[2]
-        if len(reply) > 3:
+        self._claim_args[_REGISTERED] = "1" if reply[3] else "0"
+        if len(reply) > 4:
             received = time.monotonic()
-            for i in range(3, len(reply), 6):
+            for i in range(4, len(reply), 6):
                 self._add(received, now, *reply[i : i + 6])
             return 0.0
         if nxt < 0:
@@ -153,6 +173,11 @@ class StreamConsumer(StoreConsumer):
         fresh_until = received + (expires - now) / 2000.0
         fields = (mid.decode(), int(token))
         self.add_claims([Claim(fields, q.decode(), raw, count, expires / 1000.0, fresh_until)])
+
+    def _take_push(self, payload: bytes) -> None:
+        """An entry the publish script leased to this consumer while it waited."""
+        q, mid, token, count, expires, now, raw = payload.split(b"\n", 6)
+        self._add(time.monotonic(), int(now), q, mid, token, int(count), int(expires), raw)
 
     @staticmethod
     def _lease_of(claim: Claim) -> Lease:
@@ -222,6 +247,9 @@ class StreamConsumer(StoreConsumer):
             self._dispatch(conn.read_response())
 
     def _dispatch(self, reply: Any) -> None:
-        message = isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message"
-        if message and reply[1].startswith(self._cast_prefix):
+        if not (isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message"):
+            return
+        if reply[1] == self._push_channel:
+            self._pushed.append(reply[2])
+        elif reply[1].startswith(self._cast_prefix):
             self._cast_due = True

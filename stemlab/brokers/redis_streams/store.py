@@ -29,13 +29,15 @@ OWN = (
     "claim",
     "counts",
     "dead_letter",
+    "dead_replay",
     "extend",
     "nack",
+    "publish",
     "purge",
     "release",
     "unregister",
 )
-SHARED = ("cast_settle", "dead_purge", "dead_read", "dead_replay", "publish")
+SHARED = ("cast_settle", "dead_purge", "dead_read")
 
 
 @cache
