@@ -7,6 +7,7 @@
 --                              this entry (a nack re-adds at the tail), a=ms it became ready,
 --                              s=sequence. Acked entries are XACKed and XDELed; an empty stream is
 --                              deleted (its group with it) and made again by the next publish.
+--   P lv:<q>           SET     the levels p of q whose stream exists
 --   P lease:<q>:<p>    ZSET    entries in the group's PEL: member entry id, score lease deadline
 --                              (server ms); a released entry's score is the ms it became ready
 --   P tok:<q>:<p>      HASH    entry id -> "<token>|<ready ms>|<consumer>" of the live delivery
@@ -49,6 +50,16 @@ local function skey(q, p) return P .. 's:' .. q .. ':' .. p end
 local function lkey(q, p) return P .. 'lease:' .. q .. ':' .. p end
 local function tkey(q, p) return P .. 'tok:' .. q .. ':' .. p end
 
+-- The levels of q whose stream exists, highest first (one SMEMBERS instead of ten EXISTS).
+local function levels_of(q)
+  local levels = {}
+  for _, p in ipairs(redis.call('SMEMBERS', P .. 'lv:' .. q)) do
+    levels[#levels + 1] = tonumber(p)
+  end
+  table.sort(levels, function(a, b) return a > b end)
+  return levels
+end
+
 local function wake(q)
   redis.call('PUBLISH', P .. 'wake:' .. q, '')
 end
@@ -71,15 +82,12 @@ local function push(q, p, v, id, env, now, max_idle)
   if #redis.call('ZRANGEBYSCORE', P .. 'delay:' .. q, '-inf', now, 'LIMIT', 0, 1) > 0 then
     return false
   end
-  for lp = 0, 9 do
-    local k = skey(q, lp)
-    if redis.call('EXISTS', k) == 1 then
-      local mine = 0
-      if lp == p then mine = 1 end
-      if redis.call('XLEN', k) - redis.call('ZCARD', lkey(q, lp)) ~= mine
-          or #redis.call('ZRANGEBYSCORE', lkey(q, lp), '-inf', now, 'LIMIT', 0, 1) > 0 then
-        return false
-      end
+  for _, lp in ipairs(levels_of(q)) do
+    local mine = 0
+    if lp == p then mine = 1 end
+    if redis.call('XLEN', skey(q, lp)) - redis.call('ZCARD', lkey(q, lp)) ~= mine
+        or #redis.call('ZRANGEBYSCORE', lkey(q, lp), '-inf', now, 'LIMIT', 0, 1) > 0 then
+      return false
     end
   end
   while true do
@@ -114,6 +122,7 @@ local function add_entry(q, p, v, n, env, at, now, max_idle)
   local woken = false
   if redis.call('EXISTS', k) == 0 then
     redis.call('XGROUP', 'CREATE', k, GROUP, '0', 'MKSTREAM')
+    redis.call('SADD', P .. 'lv:' .. q, p)
     woken = true
   elseif redis.call('XLEN', k) == redis.call('ZCARD', lkey(q, p)) then
     woken = true
@@ -216,7 +225,10 @@ local function remove(q, p, id, rec)
   redis.call('ZREM', lkey(q, p), id)
   redis.call('HDEL', tkey(q, p), id)
   release_slot(rec[3])
-  if redis.call('XLEN', k) == 0 then redis.call('DEL', k) end
+  if redis.call('XLEN', k) == 0 then
+    redis.call('DEL', k)
+    redis.call('SREM', P .. 'lv:' .. q, p)
+  end
 end
 
 -- Append one dead letter for queue `q`; `reason` and `meta` arrive JSON-encoded.

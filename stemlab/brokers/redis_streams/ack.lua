@@ -1,5 +1,5 @@
 -- ack.lua: settle a delivery; its entry is acked and deleted from the stream for good.
--- Keys (P = ARGV[1]): P s:<q>:<p>, P lease:<q>:<p>, P tok:<q>:<p>, P held, P full;
+-- Keys (P = ARGV[1]): P s:<q>:<p>, P lv:<q>, P lease:<q>:<p>, P tok:<q>:<p>, P held, P full;
 --   channel P slot:<c>.
 -- ARGV: P, retried ("1" when re-sent after a lost connection), queue, "<p>/<entry id>", token
 -- The receipt is fenced server-side: it must still be the delivery's live token.

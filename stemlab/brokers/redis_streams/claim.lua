@@ -1,7 +1,7 @@
 -- claim.lua: lease messages to one consumer, within its prefetch, highest priority level first.
 -- Keys (P = ARGV[1]): P seq, P held, P full, and for each queue q: P delay:<q>, P later:<q>,
---   P idle:<q>, and per level p: P s:<q>:<p> (XREADGROUP / XCLAIM in group "g"), P lease:<q>:<p>,
---   P tok:<q>:<p>; channel P wake:<q>.
+--   P idle:<q>, P lv:<q>, and per level p: P s:<q>:<p> (XREADGROUP / XCLAIM in group "g"),
+--   P lease:<q>:<p>, P tok:<q>:<p>; channel P wake:<q>.
 -- ARGV: P, consumer, prefetch, batch, default lease ms, max idle ms, tick cap, consumer object
 --   id, "1" if that object is registered as waiting, q1 .. qn
 -- First promotes due delayed messages into their streams and gives back the prefetch slots of
@@ -30,21 +30,21 @@ for i = 10, #ARGV do queues[#queues + 1] = ARGV[i] end
 local now = now_ms()
 local moved = 0
 local live_levels = {} -- per queue: the levels whose stream exists, highest first
+local expired = {} -- "<q>:<p>" -> true where some lease has expired
 for _, q in ipairs(queues) do
   moved = moved + promote(q, now, cap)
-  local levels = {}
-  for p = 9, 0, -1 do
-    if redis.call('EXISTS', skey(q, p)) == 1 then
-      levels[#levels + 1] = p
-      -- expired leases give their prefetch slot back (the entry waits in the PEL)
-      local lk, tk = lkey(q, p), tkey(q, p)
-      for _, id in ipairs(redis.call('ZRANGEBYSCORE', lk, '-inf', now, 'LIMIT', 0, cap)) do
-        local rec = record(q, p, id)
-        if rec and rec[3] ~= '' then
-          release_slot(rec[3])
-          redis.call('HSET', tk, id, rec[1] .. '|' .. rec[2] .. '|')
-          moved = moved + 1
-        end
+  local levels = levels_of(q)
+  for _, p in ipairs(levels) do
+    -- expired leases give their prefetch slot back (the entry waits in the PEL)
+    local tk = tkey(q, p)
+    local gone = redis.call('ZRANGEBYSCORE', lkey(q, p), '-inf', now, 'LIMIT', 0, cap)
+    if #gone > 0 then expired[q .. ':' .. p] = true end
+    for _, id in ipairs(gone) do
+      local rec = record(q, p, id)
+      if rec and rec[3] ~= '' then
+        release_slot(rec[3])
+        redis.call('HSET', tk, id, rec[1] .. '|' .. rec[2] .. '|')
+        moved = moved + 1
       end
     end
   end
@@ -163,8 +163,7 @@ for p = 9, 0, -1 do
   for _, q in ipairs(queues) do
     if has_level(q, p) then present[#present + 1] = q end
   end
-  if #present == 1 and #redis.call('ZRANGEBYSCORE', lkey(present[1], p), '-inf', now,
-      'LIMIT', 0, 1) == 0 then
+  if #present == 1 and not expired[present[1] .. ':' .. p] then
     read(present[1], p, limit - leased) -- the common case: one queue, nothing expired
   else
     while leased < limit and #present > 0 do

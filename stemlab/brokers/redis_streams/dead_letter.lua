@@ -1,5 +1,5 @@
 -- dead_letter.lua: move a delivery's message to its queue's dead letters.
--- Keys (P = ARGV[1]): P seq, P s:<q>:<p>, P lease:<q>:<p>, P tok:<q>:<p>, P held, P full,
+-- Keys (P = ARGV[1]): P seq, P s:<q>:<p>, P lv:<q>, P lease:<q>:<p>, P tok:<q>:<p>, P held, P full,
 --   P dead:<q>, P deadent:<q>; channel P slot:<c>.
 -- ARGV: P, retried, queue, "<p>/<entry id>", token, reason JSON, meta JSON, envelope JSON
 --   override ("" = the stored one; used for undecodable payloads), envelope id

@@ -1,6 +1,6 @@
 -- dead_replay.lua: move chosen dead letters back to their queue, each exactly once.
 -- Keys (P = ARGV[1]): P dead:<q>, P deadent:<q>, and as publish.lua: P seq, P held,
---   P s:<q>:<p>, P lease:<q>:<p>, P tok:<q>:<p>, P delay:<q>, P later:<q>, P idle:<q>;
+--   P lv:<q>, P s:<q>:<p>, P lease:<q>:<p>, P tok:<q>:<p>, P delay:<q>, P later:<q>, P idle:<q>;
 --   channels P wake:<q>, P push:<oid>.
 -- ARGV: P, queue, max idle ms, then 5 values per dead letter: member, priority, lease ms or "",
 --   due ms or "", envelope JSON (the dead envelope with its new not_before)

@@ -1,5 +1,5 @@
 -- nack.lua: give a delivery back; the message is ready again at once, at the tail of its level.
--- Keys (P = ARGV[1]): P seq, P s:<q>:<p>, P lease:<q>:<p>, P tok:<q>:<p>, P held, P full;
+-- Keys (P = ARGV[1]): P seq, P s:<q>:<p>, P lv:<q>, P lease:<q>:<p>, P tok:<q>:<p>, P held, P full;
 --   channels P slot:<c>, P wake:<q>.
 -- ARGV: P, retried, queue, "<p>/<entry id>", token
 -- The entry is acked and deleted, and a copy appended to the stream carrying its delivery count

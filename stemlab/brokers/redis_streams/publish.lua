@@ -1,5 +1,5 @@
 -- publish.lua: store envelopes, each appended to its level's stream or delayed until due.
--- Keys (P = ARGV[1]): P seq, P held, and per queue q: P s:<q>:<p> (XGROUP CREATE, XADD,
+-- Keys (P = ARGV[1]): P seq, P held, and per queue q: P lv:<q>, P s:<q>:<p> (XGROUP CREATE, XADD,
 --   XREADGROUP for a push), P lease:<q>:<p>, P tok:<q>:<p>, P delay:<q>, P later:<q>,
 --   P idle:<q>; channels P wake:<q>, P push:<oid>.
 -- ARGV: P, max idle ms, then 5 values per envelope: queue, priority, lease ms or "",
