@@ -211,6 +211,40 @@ def test_a_subscriber_reads_broadcasts_from_the_tail_it_saw(sb: MakeStreams) -> 
             nothing(first, 0.2)
 
 
+# ----------------------------------------------------------------- leased ahead
+def test_leased_ahead_entries_go_back_in_place_on_close(sb: MakeStreams) -> None:
+    broker = sb()
+    broker.publish_many([env(f"m{i:02d}") for i in range(40)])
+    with broker.consume("q", prefetch=8) as consumer:
+        first = take(consumer, 2.0)
+        assert broker.inflight_count("q") > 1  # a backlog is leased ahead...
+    assert counts(broker) == (39, 1, 0, 0)  # ...and given back when the consumer closes
+    rest = []
+    with broker.consume("q") as consumer:
+        for _ in range(39):
+            rest.append(take(consumer, 2.0))
+            broker.ack(rest[-1])
+    assert first.envelope.name == "m00"
+    assert [d.envelope.name for d in rest] == [f"m{i:02d}" for i in range(1, 40)]
+    assert all(d.delivery_count == 1 for d in rest)  # XCLAIM ... RETRYCOUNT took it back
+    broker.ack(first)
+
+
+def test_leased_ahead_entries_past_half_their_lease_are_released(sb: MakeStreams) -> None:
+    broker = sb(default_visibility_timeout=0.6)
+    broker.publish_many([env(f"m{i:02d}") for i in range(40)])
+    with broker.consume("q", prefetch=8) as consumer:
+        d = take(consumer, 2.0)
+        time.sleep(0.35)  # the others, leased ahead, are now past half their lease
+        broker.ack(d)
+        nxt = take(consumer, 2.0)
+        assert nxt.lease_expires_at is not None
+        left = nxt.lease_expires_at.timestamp() - time.time()
+        assert left > 0.3, f"handed out with only {left:.2f}s of lease left"
+        assert (nxt.envelope.name, nxt.delivery_count) == ("m01", 1)
+        broker.ack(nxt)
+
+
 # -------------------------------------------------------------------- storage
 def test_settled_entries_leave_no_keys(sb: MakeStreams, redis_url: str, ns: str) -> None:
     broker = sb()

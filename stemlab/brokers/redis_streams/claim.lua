@@ -144,8 +144,15 @@ local function head(q, p)
     best = {tonumber(f['a']), tonumber(f['s']), 'u', u[1]}
   end
   local x = redis.call('ZRANGEBYSCORE', lkey(q, p), '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
-  if #x > 0 and (not best or tonumber(x[2]) < best[1]) then
-    best = {tonumber(x[2]), -1, 'x', x[1]}
+  if #x > 0 then
+    local at = tonumber(x[2])
+    if not best or at < best[1] then
+      best = {at, -1, 'x', x[1]}
+    elseif at == best[1] then -- same ms (e.g. a released entry): the older sequence first
+      local e = redis.call('XRANGE', skey(q, p), x[1], x[1])
+      local seq = #e > 0 and tonumber(fields(e[1][2])['s']) or -1
+      if seq < best[2] then best = {at, seq, 'x', x[1]} end
+    end
   end
   return best
 end
