@@ -17,6 +17,8 @@ SCHEMES: dict[str, tuple[str, str, str | None]] = {
     "sqlite": ("stemlab.brokers.sqlite", "SQLiteBroker", None),
     "redis": ("stemlab.brokers.redis", "RedisBroker", "redis"),
     "rediss": ("stemlab.brokers.redis", "RedisBroker", "redis"),
+    "redis+streams": ("stemlab.brokers.redis_streams", "RedisStreamsBroker", "redis"),
+    "rediss+streams": ("stemlab.brokers.redis_streams", "RedisStreamsBroker", "redis"),
     "postgresql": ("stemlab.brokers.postgres", "PostgresBroker", "postgres"),
     "postgres": ("stemlab.brokers.postgres", "PostgresBroker", "postgres"),
 }

@@ -16,7 +16,7 @@ from stemlab.sim import simulate
 
 __all__ = ["register", "run"]
 
-DEFAULT_BROKERS = "memory,sqlite,redis,postgres"
+DEFAULT_BROKERS = "memory,sqlite,redis,redis-streams,postgres"
 
 
 def register(sub: Any) -> None:

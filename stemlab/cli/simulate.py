@@ -31,7 +31,8 @@ def register(sub: Any) -> None:
         "--broker",
         "-b",
         default="redis",
-        help="profile name (ideal, memory, sqlite, redis, postgres) or JSON file (default: redis)",
+        help="profile name (ideal, memory, sqlite, redis, redis-streams, postgres) "
+        "or JSON file (default: redis)",
     )
     parser.add_argument("--out", "-o", help="folder for tasks.csv, ops.csv and figures")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -3,7 +3,8 @@
 Profiles in `data/profiles/` are named after the adapters ("memory", "sqlite",
 "redis", "postgres"), so naming a broker is model knowledge; it needs no
 adapter imported, only the convention that adapters live in
-`stemlab.brokers.<name>`.
+`stemlab.brokers.<name>` ("_" in a package name reads "-": `redis_streams` is
+"redis-streams").
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ def unwrap(broker: Broker) -> Broker:
 
 
 def broker_name(broker: Broker) -> str:
-    """The adapter's short name ("memory", "sqlite", "redis", "postgres"), else its class name.
+    """The adapter's short name ("memory", "redis", "redis-streams", ...), else its class name.
 
     A wrapper is looked through, so an instrumented Redis broker is "redis".
     """
     cls = type(unwrap(broker))
     module = cls.__module__
     if module.startswith(_ADAPTERS):
-        return module[len(_ADAPTERS) :].split(".")[0]
+        return module[len(_ADAPTERS) :].split(".")[0].replace("_", "-")
     return cls.__name__

@@ -48,12 +48,12 @@ def test_compare_needs_no_service(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = stemlab_cmd("compare", "--tasks", "400", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
-    for broker in ("memory", "sqlite", "redis", "postgres"):
+    for broker in ("memory", "sqlite", "redis", "redis-streams", "postgres"):
         assert f"\n{broker} " in proc.stdout
     assert "e2e p95" in proc.stdout and "load 0.50" in proc.stdout
     assert (out / "compare-short-tasks.png").stat().st_size > 0
     csv = (out / "compare-short-tasks.csv").read_text()
-    assert csv.startswith("run,kind,broker") and csv.count("\n") == 5
+    assert csv.startswith("run,kind,broker") and csv.count("\n") == 6
 
 
 def test_compare_takes_a_scenario_file_and_broker_list(tmp_path: Path, scenario_file: Path) -> None:

@@ -46,6 +46,18 @@ def redis_factory(namespace: str, tmp_path: Path, **options: Any) -> Broker:
     return stemlab.connect(url, namespace=namespace, **options)
 
 
+def redis_streams_factory(namespace: str, tmp_path: Path, **options: Any) -> Broker:
+    url = require_service("redis", REDIS_URL)
+    _REDIS_NAMESPACES.add(namespace)
+    return stemlab.connect(streams_url(url), namespace=namespace, **options)
+
+
+def streams_url(url: str) -> str:
+    """The Redis Streams adapter's URL for a `redis://` URL of the same server and db."""
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}+streams://{rest}"
+
+
 def redis_injector(broker: Broker, queue: str, raw: bytes) -> None:
     """Store `raw` as a ready message of `queue` through the publish script."""
     broker.publish_raw(queue, raw)  # type: ignore[attr-defined]
@@ -55,6 +67,11 @@ def redis_url(namespace: str, tmp_path: Path) -> tuple[str, dict[str, Any]]:
     url = require_service("redis", REDIS_URL)
     _REDIS_NAMESPACES.add(namespace)
     return url, {"namespace": namespace}
+
+
+def redis_streams_url(namespace: str, tmp_path: Path) -> tuple[str, dict[str, Any]]:
+    url, options = redis_url(namespace, tmp_path)
+    return streams_url(url), options
 
 
 def delete_redis_namespace(url: str, namespace: str) -> int:
@@ -122,6 +139,7 @@ ADAPTERS: dict[str, Factory] = {
     "memory": memory_factory,
     "sqlite": sqlite_factory,
     "redis": redis_factory,
+    "redis-streams": redis_streams_factory,
     "postgres": postgres_factory,
 }
 
@@ -147,6 +165,7 @@ def sqlite_injector(broker: Broker, queue: str, raw: bytes) -> None:
 INJECTORS: dict[str, Injector] = {
     "sqlite": sqlite_injector,
     "redis": redis_injector,
+    "redis-streams": redis_injector,
     "postgres": postgres_injector,
 }
 
@@ -163,6 +182,7 @@ def sqlite_url(namespace: str, tmp_path: Path) -> tuple[str, dict[str, Any]]:
 ADAPTER_URLS: dict[str, UrlFactory] = {
     "sqlite": sqlite_url,
     "redis": redis_url,
+    "redis-streams": redis_streams_url,
     "postgres": postgres_url,
 }
 

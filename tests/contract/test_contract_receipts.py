@@ -18,7 +18,7 @@ import pytest
 import stemlab
 from stemlab import Broker, Delivery, LeaseLost
 from tests.conftest import POSTGRES_URL, REDIS_URL, require_service
-from tests.contract.conftest import ADAPTERS, INSTRUMENTED, delete_redis_namespace
+from tests.contract.conftest import ADAPTERS, INSTRUMENTED, delete_redis_namespace, streams_url
 from tests.contract.support import counts, delivery_wait, env, take
 
 MakeBroker = Callable[..., Broker]
@@ -62,9 +62,10 @@ def other_store(adapter: str, namespace: str, tmp_path: Path) -> Iterator[Callab
             other = tmp_path / "other"
             other.mkdir(exist_ok=True)
             broker = ADAPTERS["sqlite"](namespace, other, **options)
-        elif base == "redis":
+        elif base in ("redis", "redis-streams"):
             url = require_service("redis", REDIS_URL).rsplit("/", 1)[0] + f"/{OTHER_REDIS_DB}"
-            broker = stemlab.connect(url, namespace=namespace, **options)
+            opened_url = streams_url(url) if base == "redis-streams" else url
+            broker = stemlab.connect(opened_url, namespace=namespace, **options)
             cleanups.append(lambda: delete_redis_namespace(url, namespace))
         elif base == "postgres":
             from stemlab.brokers.postgres.maintenance import delete_namespaces

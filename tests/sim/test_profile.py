@@ -22,7 +22,7 @@ def test_every_shipped_profile_loads_and_round_trips() -> None:
 
 
 def test_measured_profiles_carry_their_provenance() -> None:
-    for name in ("memory", "sqlite", "redis", "postgres"):
+    for name in ("memory", "sqlite", "redis", "redis-streams", "postgres"):
         meta = load_profile(name).meta
         assert meta["status"] == "calibrated"  # by stemlab.calibrate (docs/fidelity.md)
         assert meta["calibrated_at"] and meta["host"] and meta["samples"]["claim"] > 0
@@ -33,7 +33,7 @@ def test_shipped_profiles_match_the_adapters_pickup_models() -> None:
     assert load_profile("sqlite").pickup == "polling"
     # fitted effective interval: the adapter's 5 ms plus sleep overshoot and noise
     assert 0.004 <= (load_profile("sqlite").poll_interval or 0) <= 0.01
-    for name in ("memory", "redis", "postgres"):
+    for name in ("memory", "redis", "redis-streams", "postgres"):
         assert load_profile(name).pickup == "blocking"
     for name in BROKER_NAMES:
         assert load_profile(name).reclaim_delay == 0.0

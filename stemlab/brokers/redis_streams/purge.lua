@@ -1,0 +1,20 @@
+-- purge.lua: remove a queue's ready, delayed and leased messages (not its dead letters).
+-- Keys (P = ARGV[1]): P s:<q>:<p>, P lease:<q>:<p>, P tok:<q>:<p> for p = 0..9, P delay:<q>,
+--   P later:<q>, P lv:<q>, P held, P full; channel P slot:<c>.
+-- ARGV: P, queue, cap (unused: one call removes everything)
+-- Returns how many messages were removed.
+local q = ARGV[2]
+local removed = 0
+for p = 0, 9 do
+  local k = skey(q, p)
+  removed = removed + redis.call('XLEN', k)
+  local recs = redis.call('HVALS', tkey(q, p))
+  for _, raw in ipairs(recs) do
+    release_slot(string.match(raw, '^[^|]*|[^|]*|(.*)$'))
+  end
+  redis.call('DEL', k, lkey(q, p), tkey(q, p))
+end
+local dkey = P .. 'delay:' .. q
+removed = removed + redis.call('ZCARD', dkey)
+redis.call('DEL', dkey, P .. 'later:' .. q, P .. 'lv:' .. q)
+return removed
