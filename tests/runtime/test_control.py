@@ -1,0 +1,203 @@
+"""Worker control (`app.control`): commands answered in-process, bad input refused, reach honest.
+
+The multi-process tests (three `stemlab worker` processes per store) are in
+test_control_processes.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+import stemlab
+from stemlab import Envelope, TaskState
+from stemlab.runtime import Stem, Worker
+from stemlab.runtime.protocol import CONTROL_CHANNEL, CONTROL_QUEUE
+
+
+def _until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if check():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.fixture
+def app() -> Iterator[Stem]:
+    """An app on a fresh memory namespace with tasks `add` and `nap`; its workers stop after."""
+    ns = f"t{uuid.uuid4().hex[:10]}"
+    stem = Stem(stemlab.connect("memory://", namespace=ns))
+    ran: list[int] = []
+    stem.ran = ran  # type: ignore[attr-defined]
+
+    @stem.task(queue="default")
+    def add(a: int, b: int) -> int:
+        ran.append(a)
+        return a + b
+
+    @stem.task(queue="slow")
+    def nap(seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
+    @stem.task(max_retries=1, retry_backoff=0.0)
+    def boom() -> None:
+        raise RuntimeError("kaboom")
+
+    workers: list[Worker] = []
+    stem.started = workers  # type: ignore[attr-defined]
+    yield stem
+    for w in workers:
+        w.stop(timeout=5.0)
+    stem.close()
+
+
+def _start(app: Stem, **kw: object) -> Worker:
+    worker = Worker(app, heartbeat_s=0.2, **kw)  # type: ignore[arg-type]
+    worker.start()
+    app.started.append(worker)  # type: ignore[attr-defined]
+    assert _until(lambda: worker.id in app.backend.workers())
+    return worker
+
+
+def test_ping_finds_every_worker_and_says_how_far_it_reaches(app: Stem) -> None:
+    a = _start(app, queues=["default", "slow"], concurrency=2)
+    b = _start(app, queues=["default"], concurrency=1)
+    t0 = time.monotonic()
+    df = app.control.ping(timeout=2.0)
+    assert time.monotonic() - t0 < 1.5  # returns once every expected worker answered
+    assert sorted(df["worker"]) == sorted([a.id, b.id])
+    assert set(df["status"]) == {"ok"}
+    row = df.set_index("worker").loc[a.id]
+    assert (row["pid"], row["queues"], row["concurrency"]) == (os.getpid(), "default,slow", 2)
+    assert row["in_flight"] == 0 and row["uptime_s"] >= 0
+    assert df.attrs["scope"] == "process" and "this process only" in df.attrs["note"]
+    assert df.attrs["silent"] == [] and df.attrs["unreachable"] == []
+
+
+def test_only_the_named_workers_answer(app: Stem) -> None:
+    a = _start(app)
+    _start(app)
+    df = app.control.ping(timeout=1.0, workers=[a.id])
+    assert list(df["worker"]) == [a.id]
+
+
+def test_a_worker_out_of_reach_is_unreachable_not_silent(app: Stem) -> None:
+    _start(app)
+    info = {"host": "elsewhere", "pid": 1, "queues": ["default"], "concurrency": 1}
+    app.backend.heartbeat("far-away", info, ttl=30.0)
+    app.backend.heartbeat("gone-quiet", {**info, "host": socket.gethostname(), "pid": os.getpid()})
+    df = app.control.ping(timeout=0.5).set_index("worker")
+    assert df.loc["far-away", "status"] == "unreachable"
+    assert df.loc["gone-quiet", "status"] == "silent"  # in reach, did not answer
+    assert "cannot be reached" in df.attrs["note"]
+
+
+def test_stats_counts_outcomes_per_task(app: Stem) -> None:
+    w = _start(app, queues=["default"])
+    ids = [app.enqueue("add", {"a": i, "b": 1}) for i in range(3)]
+    bad = app.enqueue("boom")
+    for task_id in ids:
+        app.wait(task_id)
+    assert app.wait(bad).state is TaskState.FAILED
+    df = app.control.stats(timeout=1.0).set_index("task")
+    assert set(df["worker"]) == {w.id}
+    assert df.loc["add", "succeeded"] == 3 and df.loc["add", "failed"] == 0
+    assert (df.loc["boom", "retried"], df.loc["boom", "failed"]) == (1, 1)
+    assert "kaboom" in df.loc["boom", "last_error"]
+
+
+def test_a_revoked_delayed_task_never_runs_and_is_dead_lettered(app: Stem) -> None:
+    _start(app, queues=["default"])
+    task_id = app.enqueue("add", {"a": 99, "b": 0}, countdown=0.5)
+    df = app.control.revoke(task_id, timeout=0.5)
+    assert list(df["running"]) == [False]
+    status = app.wait(task_id, timeout=10.0)
+    assert (status.state, status.error) == (TaskState.CANCELLED, "revoked")
+    entries = app.broker.list_dead_letters("default").entries
+    assert [(e.envelope.id, e.reason) for e in entries] == [(task_id, "revoked")]
+    assert 99 not in app.ran  # type: ignore[attr-defined]
+
+
+def test_a_running_task_is_reported_not_killed(app: Stem) -> None:
+    _start(app, queues=["slow"])
+    task_id = app.enqueue("nap", {"seconds": 0.8})
+    assert _until(lambda: (s := app.result(task_id)) is not None and s.state is TaskState.RUNNING)
+    df = app.control.revoke(task_id, timeout=1.0)
+    assert list(df["running"]) == [True]
+    assert app.wait(task_id).state is TaskState.SUCCEEDED
+
+
+def test_pause_stops_intake_and_resume_restarts_it(app: Stem) -> None:
+    w = _start(app, queues=["default", "slow"])
+    df = app.control.pause("default", timeout=1.0)
+    assert list(df["paused"]) == ["default"]
+    time.sleep(0.5)  # every slot reopened its consumer without the queue
+    held = app.enqueue("add", {"a": 7, "b": 0})
+    other = app.enqueue("nap", {"seconds": 0.0})
+    assert app.wait(other).state is TaskState.SUCCEEDED  # the other queue still flows
+    time.sleep(0.5)
+    assert app.result(held).state is TaskState.QUEUED  # type: ignore[union-attr]
+    assert app.broker.pending_count("default") == 1
+    df = app.control.resume("default", timeout=1.0)
+    assert list(df["paused"]) == [""] and w.paused == set()
+    assert app.wait(held, timeout=5.0).result == 7
+
+
+def test_shutdown_drains_and_leaves_the_list(app: Stem) -> None:
+    a = _start(app, queues=["slow"])
+    b = _start(app, queues=["default"])
+    task_id = app.enqueue("nap", {"seconds": 0.5})
+    assert _until(lambda: (s := app.result(task_id)) is not None and s.state is TaskState.RUNNING)
+    df = app.control.shutdown(timeout=1.0, workers=[a.id])
+    assert list(df["worker"]) == [a.id] and list(df["in_flight"]) == [1]
+    assert app.wait(task_id).state is TaskState.SUCCEEDED  # the running task finished
+    assert _until(lambda: not a.alive and a.id not in app.backend.workers())
+    assert list(app.control.ping(timeout=1.0)["worker"]) == [b.id]
+
+
+def test_a_malformed_command_is_logged_and_the_worker_keeps_working(
+    app: Stem, caplog: pytest.LogCaptureFixture
+) -> None:
+    w = _start(app, queues=["default"])
+    caplog.set_level(logging.WARNING, logger="stemlab.runtime")
+    for args in ({"v": 1, "command": "explode"}, {"hello": "world"}, {"v": 1, "command": "revoke"}):
+        app.broker.broadcast(CONTROL_CHANNEL, Envelope(name="x", args=args, queue=CONTROL_QUEUE))
+    assert _until(lambda: caplog.text.count("malformed control command") == 3)
+    assert list(app.control.ping(timeout=1.0)["worker"]) == [w.id]
+    assert app.wait(app.enqueue("add", {"a": 1, "b": 2})).result == 3
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda c: c.send("reboot"), "unknown control command"),
+        (lambda c: c.revoke("not a task id!"), "malformed task id"),
+        (lambda c: c.revoke(""), "malformed task id"),
+        (lambda c: c.ping(timeout=0), "timeout"),
+        (lambda c: c.ping(timeout=-1.0), "timeout"),
+        (lambda c: c.pause("bad queue"), "queue name"),
+        (lambda c: c.send("ping", {"x": 1}), "takes no argument"),
+    ],
+)
+def test_bad_input_is_one_clear_error(
+    app: Stem, call: Callable[[object], object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        call(app.control)
+
+
+def test_every_result_backend_keeps_revocations(backend: stemlab.ResultBackend) -> None:
+    assert backend.revoked("t-1") is None
+    backend.revoke("t-1", {"by": "test"})
+    record = backend.revoked("t-1")
+    assert record is not None and record["by"] == "test" and record["revoked_at"] > 0
+    assert backend.revoked("t-2") is None and backend.get("t-1") is None
