@@ -6,12 +6,14 @@ test_control_processes.py.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -201,3 +203,48 @@ def test_every_result_backend_keeps_revocations(backend: stemlab.ResultBackend) 
     record = backend.revoked("t-1")
     assert record is not None and record["by"] == "test" and record["revoked_at"] > 0
     assert backend.revoked("t-2") is None and backend.get("t-1") is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["reboot"], "unknown control command 'reboot'"),
+        (["revoke", "bad id!"], "malformed task id"),
+        (["revoke"], "revoke needs a task id"),
+        (["ping", "extra"], "ping takes no argument"),
+        (["ping", "--timeout", "0"], "timeout must be > 0"),
+        (["pause", "no space allowed"], "queue name"),
+    ],
+)
+def test_the_command_refuses_bad_input_in_one_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stemlab.cli import main
+
+    assert main(["control", "memory://", *argv]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("stemlab control: error: ") and message in err
+
+
+def test_the_command_prints_the_table_and_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stemlab.cli import main
+
+    url, ns = f"sqlite:///{tmp_path / 'jobs.db'}", f"t{uuid.uuid4().hex[:10]}"
+    with Stem(
+        stemlab.connect(url, namespace=ns), stemlab.connect_backend(url, namespace=ns)
+    ) as app:
+        worker = Worker(app, heartbeat_s=0.2).start()
+        try:
+            assert _until(lambda: worker.id in app.backend.workers())
+            assert main(["control", url, "ping", "--namespace", ns]) == 0
+            out, err = capsys.readouterr()
+            assert worker.id in out and "1 answered, 0 silent, 0 unreachable" in out
+            assert "this host only" in err
+            assert main(["control", url, "pause", "default", "--namespace", ns, "--json"]) == 0
+            doc = json.loads(capsys.readouterr().out)
+            assert (doc["scope"], doc["answered"]) == ("host", [worker.id])
+            assert doc["rows"][0]["paused"] == "default" and worker.paused == {"default"}
+        finally:
+            worker.stop(timeout=5.0)
