@@ -6,10 +6,13 @@ test_control_processes.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,9 +21,12 @@ from pathlib import Path
 import pytest
 
 import stemlab
-from stemlab import Envelope, TaskState
+from stemlab import Envelope, TaskState, TaskStatus
 from stemlab.runtime import Stem, Worker
 from stemlab.runtime.protocol import CONTROL_CHANNEL, CONTROL_QUEUE
+from tests.runtime import fault_app
+from tests.runtime.conftest import backend_url, clean_namespace
+from tests.runtime.workers import WorkerProcesses
 
 
 def _until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
@@ -124,6 +130,7 @@ def test_a_revoked_delayed_task_never_runs_and_is_dead_lettered(app: Stem) -> No
     assert list(df["running"]) == [False]
     status = app.wait(task_id, timeout=10.0)
     assert (status.state, status.error) == (TaskState.CANCELLED, "revoked")
+    assert _until(lambda: bool(app.broker.list_dead_letters("default").entries))
     entries = app.broker.list_dead_letters("default").entries
     assert [(e.envelope.id, e.reason) for e in entries] == [(task_id, "revoked")]
     assert 99 not in app.ran  # type: ignore[attr-defined]
@@ -248,3 +255,91 @@ def test_the_command_prints_the_table_and_json(
             assert doc["rows"][0]["paused"] == "default" and worker.paused == {"default"}
         finally:
             worker.stop(timeout=5.0)
+
+
+# ------------------------------------------------- three `stemlab worker` processes
+START_S = 30.0  # three processes import stemlab and connect within this on a loaded machine
+
+
+def _ran(out: Path) -> list[int]:
+    return [int(line.split()[0]) for line in out.read_text().splitlines()] if out.exists() else []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", ["sqlite", "redis", "postgres"])
+def test_three_worker_processes_are_controlled(kind: str, tmp_path: Path) -> None:
+    url = backend_url(kind, tmp_path)
+    ns = f"ctl{uuid.uuid4().hex[:10]}"
+    broker, backend = stemlab.connect(url, namespace=ns), stemlab.connect_backend(url, namespace=ns)
+    app = fault_app.app.using(broker, backend)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    out = tmp_path / "out.txt"
+    procs = WorkerProcesses(url, ns, out, logs)
+    t0 = time.monotonic()
+    try:
+        for _ in range(3):
+            procs.start("--queues", "default,side", "--quiet", concurrency=2)
+        assert _until(lambda: len(app.backend.workers()) == 3, START_S), procs.logs()
+
+        # ping finds three, all reachable on this host
+        df = app.control.ping(timeout=5.0)
+        assert len(df) == 3 and set(df["status"]) == {"ok"}, df
+        assert sorted(df["pid"]) == sorted(p.pid for p in procs.procs)
+        assert df.attrs["silent"] == [] and df.attrs["unreachable"] == []
+        cmd = [sys.executable, "-m", "stemlab.cli", "control", url, "ping", "--json"]
+        proc = subprocess.run(
+            [*cmd, "--namespace", ns, "--timeout", "5"], capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert len(json.loads(proc.stdout)["answered"]) == 3
+
+        # shutdown to one while every slot runs a task: it drains and exits 0, two are left
+        naps = [app.enqueue("nap", {"seconds": 1.5}) for _ in range(6)]
+
+        def running() -> list[TaskStatus]:
+            return [s for t in naps if (s := app.result(t)) and s.state is TaskState.RUNNING]
+
+        assert _until(lambda: len(running()) == 6, 15.0), procs.logs()
+        victim = str(running()[0].meta["worker"])
+        df = app.control.shutdown(timeout=5.0, workers=[victim])
+        assert list(df["worker"]) == [victim] and list(df["in_flight"]) == [2], df
+        assert [app.wait(t, timeout=15.0).state for t in naps] == [TaskState.SUCCEEDED] * 6
+        proc = next(p for p in procs.procs if f"-{p.pid}-" in victim)
+        assert proc.wait(15.0) == 0, procs.logs()
+        df = app.control.ping(timeout=5.0)
+        assert len(df) == 2 and victim not in set(df["worker"]), df
+        assert set(df["status"]) == {"ok"}
+
+        # a delayed task revoked before it is due never runs and is dead-lettered "revoked"
+        late = app.enqueue("record", {"i": 777}, countdown=1.5)
+        df = app.control.revoke(late, timeout=5.0)
+        assert len(df) == 2 and not any(df["running"]), df
+        status = app.wait(late, timeout=15.0)
+        assert (status.state, status.error) == (TaskState.CANCELLED, "revoked")
+        # the status is written first, then the message is dead-lettered
+        assert _until(lambda: app.broker.get_dead_letter("default", late) is not None, 10.0)
+        dead = app.broker.get_dead_letter("default", late)
+        assert dead is not None and dead.reason == "revoked"
+        assert 777 not in _ran(out)
+
+        # pause stops the queue's intake within a second; resume restarts it
+        df = app.control.pause("side", timeout=5.0)
+        assert list(df["paused"]) == ["side", "side"], df
+        time.sleep(1.0)
+        held = [app.enqueue("record", {"i": 500 + k}, queue="side") for k in range(3)]
+        time.sleep(1.5)
+        assert app.broker.pending_count("side") == 3 and not set(_ran(out)) & {500, 501, 502}
+        df = app.control.resume("side", timeout=5.0)
+        assert list(df["paused"]) == ["", ""], df
+        assert [app.wait(t, timeout=15.0).result for t in held] == [500, 501, 502]
+        elapsed = time.monotonic() - t0
+        print(f"{kind}: three worker processes controlled in {elapsed:.1f} s")
+    finally:
+        procs.kill_all()
+        with contextlib.suppress(Exception):
+            backend.clear()
+        backend.close()
+        broker.close()
+        clean_namespace(kind, ns)
