@@ -32,25 +32,24 @@ class Responder:
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
-        self.subscribed = threading.Event()
+        self.disabled = False  # the broker has no broadcast: nothing to listen to
         self._consumer: Consumer | None = None
 
     def subscribe(self) -> None:
         """Open the control consumer (before the first heartbeat says the worker is alive)."""
         if self.worker.app.broker.capabilities.broadcast_scope is None:
-            log.warning("worker %s: this broker has no broadcast: no control", self.worker.id)
+            if not self.disabled:
+                log.warning("worker %s: the broker has no broadcast: no control", self.worker.id)
+            self.disabled = True
             return
         name = f"{self.worker.id}-control"
         self._consumer = self.worker.app.broker.consume(channels=[CONTROL_CHANNEL], consumer=name)
-        self.subscribed.set()
 
     def run(self, stopped: threading.Event) -> None:
         """Answer commands until `stopped` is set (the worker halted or finished draining)."""
-        while not stopped.is_set():
+        while not stopped.is_set() and not self.disabled:
             try:
                 if self._consumer is None:
-                    if self.subscribed.is_set() or stopped.wait(0.5):
-                        return
                     self.subscribe()
                     continue
                 d = self._consumer.get(timeout=GET_S)
@@ -63,7 +62,6 @@ class Responder:
             except Exception as exc:  # the broker failed: log, back off, resubscribe
                 log.warning("worker %s: control channel: %s", self.worker.id, exc)
                 self.close()
-                self.subscribed.clear()
                 stopped.wait(0.5)
         self.close()
 

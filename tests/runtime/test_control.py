@@ -7,6 +7,7 @@ test_control_processes.py.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -343,3 +344,16 @@ def test_three_worker_processes_are_controlled(kind: str, tmp_path: Path) -> Non
         backend.close()
         broker.close()
         clean_namespace(kind, ns)
+
+
+def test_a_broker_without_broadcast_reaches_no_one_and_says_so(
+    app: Stem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = _start(app)
+    caps = dataclasses.replace(app.broker.capabilities, broadcast_scope=None)
+    monkeypatch.setattr(type(app.broker), "capabilities", property(lambda self: caps))
+    t0 = time.monotonic()
+    df = app.control.ping(timeout=2.0)
+    assert time.monotonic() - t0 < 1.0  # nothing was sent, so nothing is awaited
+    assert list(df["worker"]) == [w.id] and list(df["status"]) == ["unreachable"]
+    assert df.attrs["scope"] is None and "reaches no worker" in df.attrs["note"]
