@@ -10,6 +10,7 @@ from stemlab.cli import (
     bench,
     calibrate,
     compare,
+    control,
     demo,
     dlq,
     lab,
@@ -22,7 +23,7 @@ from stemlab.errors import StemlabError
 
 __all__ = ["main"]
 
-SUBCOMMANDS = [compare, simulate, run, bench, calibrate, validate, dlq, demo, lab, worker]
+SUBCOMMANDS = [compare, simulate, run, bench, calibrate, validate, dlq, demo, lab, worker, control]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -57,7 +57,9 @@ for name, url in (("redis", REDIS_URL), ("postgres", POSTGRES_URL)):
 _PLAYGROUND_TEXT = """\
 **BrokerPlayground** publishes, consumes and settles messages by hand on one broker (ack, nack,
 requeue, extend the lease, dead-letter), with live counts, lease countdowns, the dead letters
-and the log of every call; open this notebook twice on one SQLite file and both see one queue."""
+and the log of every call; open this notebook twice on one SQLite file and both see one queue.
+Its **Workers** panel lists the live workers (`stemlab worker PLAYGROUND_URL --app module:app`)
+and pings, pauses, resumes, revokes or shuts them down over the broker's control channel."""
 
 _EXPLORER_TEXT = """\
 **ScenarioExplorer** re-simulates a scenario on every broker's profile whenever a slider

@@ -8,11 +8,13 @@ each task's `TaskStatus` so `app.wait` works across processes.
 
 from stemlab.runtime.app import Stem, Task
 from stemlab.runtime.backend import GroupState, ResultBackend, connect_backend
+from stemlab.runtime.control import Control
 from stemlab.runtime.retry import backoff
 from stemlab.runtime.status import TaskState, TaskStatus
 from stemlab.runtime.worker import Worker
 
 __all__ = [
+    "Control",
     "GroupState",
     "ResultBackend",
     "Stem",

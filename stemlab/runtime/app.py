@@ -26,6 +26,7 @@ from stemlab.runtime.backends.memory import MemoryBackend
 from stemlab.runtime.status import TaskState, TaskStatus
 
 if TYPE_CHECKING:
+    from stemlab.runtime.control import Control
     from stemlab.runtime.worker import Worker
 
 __all__ = ["Stem", "Task"]
@@ -223,6 +224,13 @@ class Stem:
         from stemlab.runtime.worker import Worker
 
         return Worker(self, queues, concurrency=concurrency, prefetch=prefetch, rng=rng)
+
+    @property
+    def control(self) -> Control:
+        """Commands for this namespace's workers: ping, stats, shutdown, revoke, pause, resume."""
+        from stemlab.runtime.control import Control
+
+        return Control(self)
 
     def close(self) -> None:
         """Close the broker and backend this app opened from URLs (objects given are left open)."""

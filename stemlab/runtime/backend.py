@@ -12,6 +12,7 @@ import abc
 import importlib
 import math
 import re
+import time
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -19,11 +20,12 @@ from urllib.parse import urlsplit
 
 from stemlab.core.codec import ensure_json
 from stemlab.errors import ConfigError, EnvelopeError, ResultError, StemlabError
-from stemlab.runtime.status import TaskStatus
+from stemlab.runtime.status import TaskState, TaskStatus
 
-__all__ = ["DEFAULT_TTL", "GroupState", "ResultBackend", "connect_backend"]
+__all__ = ["DEFAULT_TTL", "REVOKED_PREFIX", "GroupState", "ResultBackend", "connect_backend"]
 
 DEFAULT_TTL = 86_400.0  # a status is kept one day after its last write unless told otherwise
+REVOKED_PREFIX = "revoked:"  # status ids under which revocations are kept
 NAMESPACE_RE = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
 # scheme -> (module, class, the extra that brings its driver or None)
@@ -148,6 +150,26 @@ class ResultBackend(abc.ABC):
         """Remove a worker's heartbeat at once (a clean stop)."""
         self._check_open()
         self._forget_worker(_name(worker_id, "worker_id"))
+
+    # ----------------------------------------------------------- revocations
+    def revoke(self, task_id: str, info: dict[str, Any] | None = None) -> None:
+        """Record that `task_id` is revoked (kept `ttl` seconds); workers check it at delivery.
+
+        Stored as a status record under the reserved id ``revoked:<task_id>``, so
+        every store keeps it with no schema of its own and a worker started
+        later (or a delayed task falling due tomorrow) still sees it.
+        """
+        self._check_open()
+        meta = {"revoked_at": time.time(), **(info or {})}
+        self.set(
+            TaskStatus(REVOKED_PREFIX + _name(task_id, "task_id"), TaskState.CANCELLED, meta=meta)
+        )
+
+    def revoked(self, task_id: str) -> dict[str, Any] | None:
+        """The revocation record of `task_id` (its meta), or None if it was never revoked."""
+        self._check_open()
+        raw = self._get(REVOKED_PREFIX + _name(task_id, "task_id"))
+        return None if raw is None else dict(TaskStatus.from_json(raw).meta)
 
     # -------------------------------------------------------------- lifetime
     def clear(self) -> None:

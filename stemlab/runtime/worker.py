@@ -16,6 +16,11 @@ Rules (docs/runtime.md says the same for users):
   with ``attempt + 1`` and ``not_before = now + backoff`` (`stemlab.runtime.retry`),
   then acks; with none left it writes ``failed`` and dead-letters the message
   ("max-retries-exhausted", the error in its meta).
+- A task revoked in the result backend (`app.control.revoke`) is dead-lettered
+  unrun ("revoked") when it is delivered, its status `cancelled`.
+- Control (`stemlab.runtime.responder`): the worker answers commands on its
+  namespace's control channel; `pause(queue)` reopens the slots' consumers
+  without that queue, `resume` with it again; `shutdown` drains.
 - `stop()` (or a first SIGTERM under `run()`) drains: no new message is taken,
   running tasks finish and are settled. A second SIGTERM, or SIGINT, stops at
   once: un-acked messages are left to their leases.
@@ -41,6 +46,7 @@ from stemlab.core.clock import from_epoch
 from stemlab.core.codec import new_id
 from stemlab.core.envelope import Delivery
 from stemlab.errors import LeaseLost, ResultError, StemlabError
+from stemlab.runtime.responder import Responder
 from stemlab.runtime.retry import backoff
 from stemlab.runtime.status import TaskState, TaskStatus
 
@@ -57,6 +63,7 @@ RENEW_TICK_S = 0.05  # how often the renewer looks at the running deliveries
 HEARTBEAT_S = 2.0  # heartbeat period; a heartbeat lives three periods
 _MAX_ERROR_CHARS = 4000
 STATS = ("received", "succeeded", "failed", "retried", "dead", "lease_lost", "errors")
+TASK_STATS = ("succeeded", "failed", "retried", "revoked", "renewals")
 
 
 @dataclass
@@ -108,6 +115,12 @@ class Worker:
         self.heartbeat_s = heartbeat_s
         self.id = f"{socket.gethostname()}-{os.getpid()}-{new_id()[-8:]}"
         self.stats: dict[str, int] = dict.fromkeys(STATS, 0)
+        self.task_stats: dict[str, dict[str, Any]] = {}  # task name -> counts and last_error
+        self.paused: set[str] = set()
+        self._queues_version = 0  # bumped by pause/resume: slots reopen their consumers
+        self.started_at = time.time()
+        self.responder = Responder(self)
+        self._done = threading.Event()  # drained (or halted): helpers may stop
         self._lock = threading.Lock()
         self._running: dict[str, _Running] = {}
         self._draining = threading.Event()  # take no new message
@@ -126,8 +139,16 @@ class Worker:
             threading.Thread(target=self._slot, args=(k,), name=f"stemlab-worker-{k}", daemon=True)
             for k in range(self.concurrency)
         ]
+        self.started_at = time.time()
+        try:
+            self.responder.subscribe()  # before the first heartbeat: an expected worker hears
+        except Exception as exc:
+            log.warning("worker %s: cannot subscribe to control: %s", self.id, _describe(exc))
         helpers = [
             threading.Thread(target=self._renewer, name="stemlab-renewer", daemon=True),
+            threading.Thread(
+                target=self.responder.run, args=(self._done,), name="stemlab-control", daemon=True
+            ),
             threading.Thread(target=self._heartbeats, name="stemlab-heartbeat", daemon=True),
         ]
         self._threads = [*self._slots, *helpers]
@@ -144,6 +165,7 @@ class Worker:
             thread.join(None if end is None else max(0.0, end - time.monotonic()))
         drained = not any(t.is_alive() for t in self._slots)
         self._halt.set()
+        self._done.set()
         for thread in self._threads:
             if thread not in self._slots:
                 thread.join(2.0)
@@ -156,6 +178,7 @@ class Worker:
         self.killed = True
         self._draining.set()
         self._halt.set()
+        self._done.set()
 
     @property
     def alive(self) -> bool:
@@ -190,19 +213,87 @@ class Worker:
         with self._lock:
             self.stats[key] += 1
 
+    def _tally(self, task: str, key: str, error: str | None = None) -> None:
+        """Count one outcome of task `task` (and keep its last error) for `stats`."""
+        with self._lock:
+            counts = self.task_stats.setdefault(task, {**dict.fromkeys(TASK_STATS, 0)})
+            counts[key] += 1
+            if error is not None:
+                counts["last_error"] = error
+
+    # --------------------------------------------------------------- control
+    def describe(self) -> dict[str, Any]:
+        """What `ping` answers: identity, queues, slots, tasks in flight, uptime."""
+        with self._lock:
+            in_flight = len({r.delivery.envelope.id for r in self._running.values()})
+            paused = sorted(self.paused)
+        return {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queues": list(self.queues),
+            "paused": paused,
+            "concurrency": self.concurrency,
+            "in_flight": in_flight,
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "draining": self._draining.is_set(),
+        }
+
+    def task_report(self) -> dict[str, dict[str, Any]]:
+        """What `stats` answers: per task name, its counts and last error."""
+        with self._lock:
+            return {name: dict(counts) for name, counts in self.task_stats.items()}
+
+    def request_shutdown(self) -> int:
+        """A warm shutdown: take no new message, finish what runs; returns how many run."""
+        log.info("worker %s: shutdown requested: draining", self.id)
+        self._draining.set()
+        with self._lock:
+            return len({r.delivery.envelope.id for r in self._running.values()})
+
+    def is_running(self, task_id: str) -> bool:
+        with self._lock:
+            return task_id in self._running
+
+    def pause(self, queue: str) -> list[str]:
+        """Stop taking from `queue` (slots reopen their consumers at once); the paused queues."""
+        with self._lock:
+            if queue in self.queues:
+                self.paused.add(queue)
+                self._queues_version += 1
+            return sorted(self.paused)
+
+    def resume(self, queue: str) -> list[str]:
+        """Take from `queue` again; the queues still paused."""
+        with self._lock:
+            if queue in self.paused:
+                self.paused.discard(queue)
+                self._queues_version += 1
+            return sorted(self.paused)
+
     # ----------------------------------------------------------------- slots
-    def _open(self, k: int, generation: int) -> Consumer:
+    def _open(self, k: int, generation: int, queues: tuple[str, ...]) -> Consumer:
         name = f"{self.id}-s{k}-g{generation}"
-        return self.app.broker.consume(self.queues, prefetch=self.prefetch, consumer=name)
+        return self.app.broker.consume(queues, prefetch=self.prefetch, consumer=name)
 
     def _slot(self, k: int) -> None:
         generation = 0
         consumer: Consumer | None = None
+        version = -1
         while not self._draining.is_set():
             try:
+                with self._lock:
+                    current = self._queues_version
+                    active = tuple(q for q in self.queues if q not in self.paused)
+                if consumer is not None and version != current:
+                    consumer.close()  # paused or resumed: buffered messages go back in place
+                    consumer = None
                 if consumer is None:
+                    version = current
+                    if not active:  # every queue paused: idle until one is resumed
+                        self._draining.wait(GET_S)
+                        continue
                     generation += 1
-                    consumer = self._open(k, generation)
+                    consumer = self._open(k, generation, active)
                 d = consumer.get(timeout=GET_S)
                 if d is None:
                     continue
@@ -236,6 +327,12 @@ class Worker:
                 "its runs never ended (did the task kill its worker?)"
             )
             self._give_up(d, "max-deliveries", error)
+            return
+        revoked = self.app.backend.revoked(env.id)
+        if revoked is not None:
+            self._tally(env.name, "revoked")
+            self._status(d, TaskState.CANCELLED, error="revoked")
+            self._dead(d, "revoked", f"revoked at {revoked.get('revoked_at')}")
             return
         current = self.app.backend.get(env.id)
         if current is not None and current.state is TaskState.CANCELLED:
@@ -286,9 +383,11 @@ class Worker:
         except ResultError as exc:
             self._status(d, TaskState.FAILED, error=f"the result cannot be stored: {exc}")
             self._count("failed")
+            self._tally(env.name, "failed", str(exc))
             self._dead(d, "unstorable-result", str(exc))
             return
         self._count("succeeded")
+        self._tally(env.name, "succeeded")
         self._ack(d)
 
     def _failed(self, task: Task, d: Delivery, error: str) -> None:
@@ -302,10 +401,12 @@ class Worker:
             retry = replace(env, attempt=env.attempt + 1, not_before=due)
             self.app.broker.publish(retry)
             self._count("retried")
+            self._tally(env.name, "retried", error)
             self._ack(d)
             return
         self._status(d, TaskState.FAILED, error=error)
         self._count("failed")
+        self._tally(env.name, "failed", error)
         self._dead(d, "max-retries-exhausted", error)
 
     def _give_up(self, d: Delivery, reason: str, error: str) -> None:
@@ -313,6 +414,7 @@ class Worker:
         log.warning("worker %s: %s: %s", self.id, reason, error)
         self._status(d, TaskState.FAILED, error=error)
         self._count("failed")
+        self._tally(d.envelope.name, "failed", error)
         self._dead(d, reason, error)
 
     def _dead(self, d: Delivery, reason: str, error: str) -> None:
@@ -340,6 +442,7 @@ class Worker:
                 try:
                     self.app.broker.extend_lease(r.delivery, r.lease_s)
                     r.next_renew = time.monotonic() + r.lease_s / 3
+                    self._tally(r.delivery.envelope.name, "renewals")
                 except LeaseLost:
                     r.lost = True
                     self._count("lease_lost")
@@ -353,13 +456,20 @@ class Worker:
             "pid": os.getpid(),
             "queues": list(self.queues),
             "concurrency": self.concurrency,
+            "started_at": self.started_at,
         }
         while True:
+            if self._draining.is_set() and not any(t.is_alive() for t in self._slots):
+                self._done.set()  # drained (a control shutdown under .start()): leave the list
+                with contextlib.suppress(Exception):
+                    self.app.backend.forget_worker(self.id)
+                return
             with self._lock:
                 stats = dict(self.stats)
                 running = len(self._running)
+                paused = sorted(self.paused)
             try:
-                beat = {**info, "running": running, "stats": stats}
+                beat = {**info, "running": running, "stats": stats, "paused": paused}
                 self.app.backend.heartbeat(self.id, beat, ttl=3 * self.heartbeat_s)
             except Exception as exc:
                 log.warning("worker %s: heartbeat failed: %s", self.id, _describe(exc))

@@ -24,6 +24,7 @@ from stemlab.core.envelope import Delivery, Envelope, validate_queue_name
 from stemlab.errors import LeaseLost
 from stemlab.instrument import instrument
 from stemlab.model.names import broker_name
+from stemlab.runtime import ResultBackend
 from stemlab.widgets._ui import (
     MessageLine,
     describe_error,
@@ -33,6 +34,7 @@ from stemlab.widgets._ui import (
     tag_controls,
 )
 from stemlab.widgets._worker import Worker
+from stemlab.widgets.workers import WorkersPanel
 
 __all__ = ["BrokerPlayground"]
 
@@ -82,6 +84,9 @@ class BrokerPlayground(w.VBox):
     wrapped with `stemlab.instrument`, and the last `log_size` calls made through
     it are shown; counting (every refresh) goes to the unwrapped broker, so the
     log holds what you did. Errors become the message line, never a traceback.
+    With `workers=True` a `WorkersPanel` (live workers and control buttons) is
+    shown at the bottom; `backend` is where it reads heartbeats (default: the
+    broker's URL, with the same namespace).
     """
 
     def __init__(
@@ -92,6 +97,8 @@ class BrokerPlayground(w.VBox):
         refresh_interval: float = 0.5,
         log_size: int = 15,
         dead_page: int = 20,
+        workers: bool = True,
+        backend: ResultBackend | str | None = None,
         **options: Any,
     ) -> None:
         if isinstance(broker_or_url, str):
@@ -114,6 +121,12 @@ class BrokerPlayground(w.VBox):
         self._dead_seen: tuple[Any, ...] | None = None
         self._tick_error = ""
         self._build(queue)
+        self.workers_panel: WorkersPanel | None = None
+        if workers:
+            if backend is None and isinstance(broker_or_url, str):
+                backend = None if broker_or_url.lower().startswith("memory") else broker_or_url
+            ns = {"namespace": options["namespace"]} if "namespace" in options else {}
+            self.workers_panel = WorkersPanel(raw, backend, refresh_interval=1.0, **ns)
         super().__init__(children=self._layout())
         tag_controls(self)
         self.add_class("stemlab-playground")
@@ -189,6 +202,7 @@ class BrokerPlayground(w.VBox):
             self.dead_out,
             heading("Event log (instrumented calls, newest last)"),
             self.log_out,
+            *([heading("Workers"), self.workers_panel] if self.workers_panel is not None else []),
         ]
 
     def _on(self, button: w.Button, action: Any) -> None:
@@ -201,6 +215,9 @@ class BrokerPlayground(w.VBox):
 
     def close(self) -> None:
         """Stop the refresh thread, close the consumer (and the broker if opened here)."""
+        panel = getattr(self, "workers_panel", None)
+        if panel is not None:
+            panel.close()  # before the broker it uses is closed
         worker = getattr(self, "_worker", None)
         if worker is not None:
             worker.close()
