@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 
 from stemlab.brokers import connect
 from stemlab.core.broker import Broker
@@ -23,11 +23,9 @@ from stemlab.core.envelope import Envelope, validate_priority, validate_queue_na
 from stemlab.errors import ConfigError
 from stemlab.runtime.backend import ResultBackend, connect_backend
 from stemlab.runtime.backends.memory import MemoryBackend
+from stemlab.runtime.control import Control
 from stemlab.runtime.status import TaskState, TaskStatus
-
-if TYPE_CHECKING:
-    from stemlab.runtime.control import Control
-    from stemlab.runtime.worker import Worker
+from stemlab.runtime.worker import Worker
 
 __all__ = ["Stem", "Task"]
 
@@ -221,15 +219,11 @@ class Stem:
         rng: random.Random | None = None,
     ) -> Worker:
         """A worker for this app's tasks on `queues` (`.run()` blocks, `.start()` does not)."""
-        from stemlab.runtime.worker import Worker
-
         return Worker(self, queues, concurrency=concurrency, prefetch=prefetch, rng=rng)
 
     @property
     def control(self) -> Control:
         """Commands for this namespace's workers: ping, stats, shutdown, revoke, pause, resume."""
-        from stemlab.runtime.control import Control
-
         return Control(self)
 
     def close(self) -> None:
