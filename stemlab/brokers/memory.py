@@ -112,6 +112,8 @@ class MemoryBroker(Broker):
         self._publish_many([envelope])
 
     def _publish_many(self, envelopes: list[Envelope]) -> None:
+        # store copies decoded from the JSON the base encoded: never the caller's dicts
+        envelopes = [Envelope.from_json(e.to_json()) for e in envelopes]
         with self._store.cond:
             now = self._now()
             for envelope in envelopes:
@@ -119,6 +121,7 @@ class MemoryBroker(Broker):
             self._store.notify()
 
     def _broadcast(self, channel: str, envelope: Envelope) -> None:
+        envelope = Envelope.from_json(envelope.to_json())
         with self._store.cond:
             self._store.state.broadcast(channel, envelope)
             self._store.notify()
@@ -231,7 +234,7 @@ class _MemoryConsumer(StoreConsumer):
                 self.add_casts([Cast((token,), channel, envelope)])
             if self.queues and state.held(self.name) < self.prefetch:
                 vt = self._vt
-                for lease in state.claim(self.queues, self.name, now, 1, vt):
+                for lease in state.claim(self.queues, self.name, now, 1, vt, self.prefetch):
                     self.add_claims(
                         [
                             Claim(
