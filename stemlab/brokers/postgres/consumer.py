@@ -131,11 +131,17 @@ class PostgresConsumer(StoreConsumer):
         return conn
 
     def _reconnect(self) -> None:
-        """Drop the broken connection and open a new one (buffered claims stay valid)."""
+        """Drop the broken connection and open a new one.
+
+        Buffered claims are given back rather than handed out (a purge notice sent
+        while the connection was down is lost).
+        """
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
+        for queue in self.queues:  # a purge notice may have been lost with the connection
+            self.purged(queue)
         self._open()
 
     # ------------------------------------------------------------- signals

@@ -74,7 +74,7 @@ class RedisConsumer(StoreConsumer):
         self._claim_args += [TICK_CAP, oid, "0", *queues]
         self._raw_casts: deque[tuple[str, bytes]] = deque()
         self._pushed: deque[tuple[bytes, int]] = deque()  # (payload, purge generation)
-        self._subscribed = False
+        self._subscribed = self._was_subscribed = False
         self._cmd = self._store.new_link()
         self._sub = self._store.new_link()
         try:
@@ -217,6 +217,9 @@ class RedisConsumer(StoreConsumer):
         return result
 
     def _subscribe(self, conn: AbstractConnection) -> None:
+        if self._was_subscribed:  # a purge notice may have been lost with the connection
+            for queue in self.queues:
+                self.purged(queue)
         conn.send_command("SUBSCRIBE", *self._topics)
         confirmed = 0
         while confirmed < len(self._topics):
@@ -225,7 +228,7 @@ class RedisConsumer(StoreConsumer):
                 confirmed += 1
             else:
                 self._dispatch(reply)
-        self._subscribed = True
+        self._subscribed = self._was_subscribed = True
 
     def _drain(self, conn: AbstractConnection, wait: float = 0.0) -> None:
         while conn.can_read(timeout=wait):
