@@ -22,6 +22,7 @@ __all__ = [
     "QUEUE_NAME_RE",
     "Delivery",
     "Envelope",
+    "detached",
     "snapshot",
     "undecodable_envelope",
     "validate_priority",
@@ -223,6 +224,10 @@ def snapshot(envelope: Envelope) -> Envelope:
     """
     if not isinstance(envelope, Envelope):
         raise TypeError(f"expected an Envelope, got {type(envelope).__name__}")
+    ensure_json(envelope.args, "args")  # the dicts may have changed since construction
+    ensure_json(envelope.meta, "meta")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in envelope.headers.items()):
+        raise EnvelopeError("headers must be a dict of str to str")
     try:
         text = dumps(envelope.to_dict())
         if not text.isascii():
@@ -234,4 +239,19 @@ def snapshot(envelope: Envelope) -> Envelope:
     copy = object.__new__(Envelope)
     copy.__dict__.update(envelope.__dict__)
     copy.__dict__["_json"] = text
+    return copy
+
+
+def detached(envelope: Envelope) -> Envelope:
+    """A snapshot whose dicts are decoded from its JSON: it shares nothing with the caller.
+
+    For adapters that keep Envelope objects rather than their text (memory). `envelope`
+    is a snapshot already: validated, its scalar fields frozen since construction.
+    """
+    text = envelope.to_json()
+    data = loads(text)
+    copy = object.__new__(Envelope)
+    copy.__dict__.update(envelope.__dict__)
+    copy.__dict__.update(args=data["args"], meta=data["meta"], headers=data["headers"])
+    copy.__dict__.pop("_json", None)  # its dicts are handed out: no text to go stale
     return copy

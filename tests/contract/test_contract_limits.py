@@ -205,9 +205,15 @@ def test_publish_many_stores_nothing_when_one_envelope_no_longer_encodes(
     batch[550].args["bad"] = object()  # dicts stay mutable after construction
     with pytest.raises(EnvelopeError):
         broker.publish_many(batch)
+    for bad in (math.nan, _nested(150), "\ud800", (1, 2)):
+        batch[550].args["bad"] = bad
+        with pytest.raises(EnvelopeError):
+            broker.publish_many(batch)
     batch[550].args["bad"] = math.nan
+    batch[549].headers["h"] = 1  # type: ignore[assignment]
     with pytest.raises(EnvelopeError):
         broker.publish_many(batch)
+    del batch[549].headers["h"]
     with pytest.raises(EnvelopeError):
         broker.publish(batch[550])
     assert counts(broker) == (0, 0, 0, 0)
