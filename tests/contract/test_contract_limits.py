@@ -23,7 +23,7 @@ import pytest
 
 from stemlab import Broker, ConfigError, Envelope, EnvelopeError, LeaseLost, StemlabError
 from stemlab.core.limits import MAX_COUNT, MAX_DURATION, MAX_INSTANT, MIN_LEASE
-from tests.contract.conftest import ADAPTER_URLS
+from tests.contract.conftest import ADAPTER_URLS, INJECTORS
 from tests.contract.support import (
     counts,
     delivery_wait,
@@ -271,6 +271,26 @@ def test_deeply_nested_args_are_an_envelope_error(depth: int) -> None:
         Envelope(name="x", args={"a": _nested(depth)})
     with pytest.raises(EnvelopeError):
         Envelope.from_json('{"name":"x","args":{"a":' + "[" * depth + "]" * depth + "}}")
+
+
+@pytest.mark.parametrize("depth", [101, 5000, 200_000])
+def test_stored_payloads_nested_too_deeply_are_dead_lettered_as_undecodable(
+    adapter: str, make_broker: MakeBroker, depth: int
+) -> None:
+    if adapter not in INJECTORS:
+        pytest.skip("the memory adapter stores Envelope objects: nothing to inject")
+    broker = make_broker(default_visibility_timeout=5.0)
+    raw = '{"name":"deep","args":{"a":' + "[" * depth + "]" * depth + "}}"
+    INJECTORS[adapter](broker, "q", raw.encode())
+    broker.publish(env("good"))
+    with broker.consume("q") as consumer:
+        d = take(consumer, delivery_wait(broker) + 1.0)
+        assert d.envelope.name == "good"
+        broker.ack(d)
+        nothing(consumer)
+    (entry,) = broker.list_dead_letters("q").entries
+    assert entry.reason == "undecodable"
+    assert counts(broker) == (0, 0, 0, 1)
 
 
 def test_args_nested_to_the_limit_are_delivered(broker: Broker) -> None:
