@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from stemlab.core.broker import Broker, Consumer
 from stemlab.core.clock import Clock, SystemClock, from_epoch
 from stemlab.core.consumer import IDLE, Cast, Claim, StoreConsumer
-from stemlab.core.envelope import Delivery, Envelope
+from stemlab.core.envelope import Delivery, Envelope, detached
 from stemlab.core.options import BrokerOptions, Rule, option, split_url
 from stemlab.core.receipts import INT, Receipts
 from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
@@ -112,6 +112,8 @@ class MemoryBroker(Broker):
         self._publish_many([envelope])
 
     def _publish_many(self, envelopes: list[Envelope]) -> None:
+        # store copies decoded from the JSON the base encoded: never the caller's dicts
+        envelopes = [detached(e) for e in envelopes]
         with self._store.cond:
             now = self._now()
             for envelope in envelopes:
@@ -119,6 +121,7 @@ class MemoryBroker(Broker):
             self._store.notify()
 
     def _broadcast(self, channel: str, envelope: Envelope) -> None:
+        envelope = detached(envelope)
         with self._store.cond:
             self._store.state.broadcast(channel, envelope)
             self._store.notify()
@@ -231,7 +234,7 @@ class _MemoryConsumer(StoreConsumer):
                 self.add_casts([Cast((token,), channel, envelope)])
             if self.queues and state.held(self.name) < self.prefetch:
                 vt = self._vt
-                for lease in state.claim(self.queues, self.name, now, 1, vt):
+                for lease in state.claim(self.queues, self.name, now, 1, vt, self.prefetch):
                     self.add_claims(
                         [
                             Claim(

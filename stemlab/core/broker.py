@@ -16,15 +16,18 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-from stemlab.core.clock import as_seconds, to_epoch
+from stemlab.core.clock import to_epoch
 from stemlab.core.codec import ensure_json, new_id
 from stemlab.core.envelope import (
     Delivery,
     Envelope,
     duration,
+    snapshot,
     validate_priority,
     validate_queue_name,
 )
+from stemlab.core.limits import check_count, check_identifier, check_lease, check_text
+from stemlab.core.purges import PURGES
 from stemlab.core.receipts import Receipts
 from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
 from stemlab.errors import StemlabError
@@ -44,9 +47,7 @@ def normalise_names(names: str | Sequence[str], what: str) -> tuple[str, ...]:
 def _count(value: Any, what: str, *, allow_none: bool = False) -> int | None:
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{what} must be an int >= 0, got {value!r}")
-    return value
+    return check_count(value, what)
 
 
 def _since(value: datetime | None) -> float | None:
@@ -123,7 +124,10 @@ class Broker(abc.ABC):
         self._publish(self._route(envelope, queue, priority))
 
     def publish_many(self, envelopes: Iterable[Envelope]) -> None:
-        """Store several envelopes; adapters do it in one round trip where they can."""
+        """Store several envelopes, all or none: every one is validated and encoded first.
+
+        Adapters do it in one round trip (one transaction or script) where they can.
+        """
         self._check_open()
         items = [self._route(e, None, None) for e in envelopes]
         if items:
@@ -137,6 +141,7 @@ class Broker(abc.ABC):
 
     @staticmethod
     def _route(envelope: Envelope, queue: str | None, priority: int | None) -> Envelope:
+        """A snapshot of the envelope (see `snapshot`), re-routed if asked: what gets stored."""
         if not isinstance(envelope, Envelope):
             raise TypeError(f"expected an Envelope, got {type(envelope).__name__}")
         changes: dict[str, Any] = {}
@@ -144,7 +149,7 @@ class Broker(abc.ABC):
             changes["queue"] = validate_queue_name(queue)
         if priority is not None:
             changes["priority"] = validate_priority(priority)
-        return replace(envelope, **changes) if changes else envelope
+        return snapshot(replace(envelope, **changes) if changes else envelope)
 
     # ------------------------------------------------------------- consuming
     def consume(
@@ -161,11 +166,11 @@ class Broker(abc.ABC):
         chs = normalise_names(channels, "channel")
         if not qs and not chs:
             raise ValueError("consume needs at least one queue or channel")
-        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
-            raise ValueError(f"prefetch must be an int >= 1, got {prefetch!r}")
+        check_count(prefetch, "prefetch", 1)
         name = consumer if consumer is not None else new_id()
-        if not isinstance(name, str) or not name:
+        if not isinstance(name, str):
             raise ValueError("consumer must be a non-empty string")
+        check_identifier(name, "consumer")
         return self._consume(qs, chs, prefetch, name)
 
     def ack(self, delivery: Delivery) -> None:
@@ -189,6 +194,8 @@ class Broker(abc.ABC):
         self._check_open()
         if reason is not None and not isinstance(reason, str):
             raise TypeError("reason must be a string or None")
+        if reason is not None:
+            check_text(reason, "reason")
         meta = dict(meta or {})
         ensure_json(meta, "meta")
         self._dead_letter(self._delivery(delivery), reason, meta)
@@ -196,9 +203,7 @@ class Broker(abc.ABC):
     def extend_lease(self, delivery: Delivery, by: Duration) -> datetime:
         """Make the lease expire `by` seconds from now; returns the new expiry."""
         self._check_open()
-        seconds = as_seconds(by, "by")
-        if not seconds > 0:
-            raise ValueError(f"by must be > 0 seconds, got {seconds}")
+        seconds = check_lease(by, "by")
         delivery = self._delivery(delivery)
         if delivery.channel is not None:
             raise ValueError("broadcast deliveries have no lease to extend")
@@ -215,7 +220,9 @@ class Broker(abc.ABC):
     def purge(self, queue: str) -> int:
         """Remove the queue's ready, delayed and leased messages (not its dead letters)."""
         self._check_open()
-        return self._purge(validate_queue_name(queue))
+        removed = self._purge(validate_queue_name(queue))
+        PURGES.bump(self.receipts.store, self.receipts.namespace, queue)
+        return removed
 
     def pending_count(self, queue: str) -> int:
         """Messages that are due and not leased."""
@@ -246,8 +253,7 @@ class Broker(abc.ABC):
         """The newest dead letter of `queue` whose envelope id is `id`."""
         self._check_open()
         validate_queue_name(queue)
-        if not isinstance(id, str):
-            raise TypeError("id must be a string")
+        check_identifier(id, "id")
         return self._get_dead_letter(queue, id)
 
     def replay_dead_letters(

@@ -10,6 +10,7 @@ import time
 import uuid
 from typing import Any
 
+from stemlab.core.limits import MAX_DEPTH
 from stemlab.errors import EnvelopeError
 
 __all__ = ["dumps", "ensure_json", "loads", "new_id"]
@@ -49,17 +50,33 @@ def loads(text: str | bytes) -> Any:
         return json.loads(text)
     except (ValueError, TypeError) as exc:
         raise EnvelopeError(f"not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise EnvelopeError("not valid JSON: nested too deeply") from None
 
 
-def _faithful(value: Any, path: str) -> str | None:
-    """Where `value` would not survive a JSON round trip unchanged, else None."""
-    if value is None or isinstance(value, str | bool | int):
+def _text_problem(value: str, path: str) -> str | None:
+    if value.isascii():
         return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{path} holds a lone surrogate (not UTF-8)"
+    return None
+
+
+def _faithful(value: Any, path: str, depth: int = 0) -> str | None:
+    """Where `value` would not survive a JSON round trip unchanged, else None."""
+    if isinstance(value, str):
+        return _text_problem(value, path)
+    if value is None or isinstance(value, bool | int):
+        return None
+    if depth >= MAX_DEPTH and isinstance(value, list | dict):
+        return f"{path} nests containers more than {MAX_DEPTH} deep"
     if isinstance(value, float):
         return None if math.isfinite(value) else f"{path} is {value} (not JSON)"
     if isinstance(value, list):
         for i, item in enumerate(value):
-            problem = _faithful(item, f"{path}[{i}]")
+            problem = _faithful(item, f"{path}[{i}]", depth + 1)
             if problem:
                 return problem
         return None
@@ -67,7 +84,9 @@ def _faithful(value: Any, path: str) -> str | None:
         for key, item in value.items():
             if not isinstance(key, str):
                 return f"{path} has a non-string key {key!r}"
-            problem = _faithful(item, f"{path}[{key!r}]")
+            problem = _text_problem(key, f"{path} key") or _faithful(
+                item, f"{path}[{key!r}]", depth + 1
+            )
             if problem:
                 return problem
         return None
@@ -78,6 +97,9 @@ def _faithful(value: Any, path: str) -> str | None:
 
 def ensure_json(value: Any, what: str) -> None:
     """Refuse values that JSON cannot carry faithfully (so every adapter delivers the same)."""
-    problem = _faithful(value, what)
+    try:
+        problem = _faithful(value, what)
+    except RecursionError:
+        problem = f"{what} nests containers too deeply"
     if problem:
         raise EnvelopeError(f"{what} must round-trip through JSON unchanged: {problem}")

@@ -11,11 +11,20 @@ unsubscribe). An adapter supplies only its store calls:
 * `_fill()`: lease up to the free prefetch into the buffer (`add_claims`), take
   broadcast copies (`add_casts`), and say how long to idle when it found nothing;
 * `_hand_out(claim)`: last step before a claim becomes a delivery (e.g. mark it
-  delivered); returns its lease expiry, or None when the claim is gone;
+  delivered); its payload is the decoded Envelope by then; returns its lease expiry,
+  or None when the claim is gone;
 * `_wait(seconds)`: block until a wake-up or the timeout; True when woken;
 * `_bury(claim, error)`: dead-letter an undecodable claim;
 * `_release(claims)`, `_unsubscribe(casts)`, `_closed_store()`: give back,
-  detach and drop connections on close; `_interrupt()` wakes a waiting `get`.
+  detach and drop connections on close; `_interrupt()` wakes a waiting `get`;
+* `_poll_signals()`: take in, without waiting, what the store said meanwhile (e.g.
+  a purge notice from another process: call `purged(queue)`), before a buffered
+  claim is handed out.
+
+A claim buffered across a `purge()` of its queue (by any broker of this process,
+or one the adapter heard of through `purged`) is given back, never handed out
+(see core/purges.py). A `get` interrupted by a `close()` from another thread
+returns None whatever the store's driver raised meanwhile.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from stemlab.core.broker import Consumer
 from stemlab.core.clock import from_epoch
 from stemlab.core.envelope import Delivery, Envelope
+from stemlab.core.purges import PURGES
 from stemlab.errors import EnvelopeError, LeaseLost, StemlabError
 
 if TYPE_CHECKING:
@@ -47,7 +57,9 @@ class Claim:
     """One leased message waiting in the read-ahead buffer.
 
     `fields` go into its receipt; `payload` is an Envelope or its undecoded bytes;
-    `expires` is the lease expiry (epoch seconds); `extra` is the adapter's own.
+    `expires` is the lease expiry (epoch seconds); `extra` is the adapter's own;
+    `gen` is the purge generation of its queue before it was claimed (set by the core
+    unless the adapter read it earlier, see `generation`).
     """
 
     fields: tuple[int | str, ...]
@@ -56,6 +68,7 @@ class Claim:
     deliveries: int
     expires: float
     extra: Any = field(default=None)
+    gen: int | None = field(default=None)
 
 
 @dataclass(slots=True)
@@ -92,17 +105,31 @@ class StoreConsumer(Consumer):
         self._lock = threading.RLock()
         self._ahead: deque[Claim] = deque()
         self._casts: deque[Cast] = deque()
+        self._store_key = (broker.receipts.store, broker.receipts.namespace)
+        self._gens: dict[str, int] = {}  # purge generations read before the current fill
         broker.track(self)
 
     # ------------------------------------------------------------------ get
     def get(self, timeout: float | None = None) -> Delivery | None:
         """The next delivery, waiting up to `timeout` seconds (None: forever)."""
+        try:
+            return self._get(timeout)
+        except Exception:
+            if self._stopped():  # closed from another thread while the store call ran
+                return None
+            raise
+
+    def _get(self, timeout: float | None) -> Delivery | None:
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         with self._lock:
+            if self._ahead:
+                self._poll_signals()
             while not self._stopped():
                 delivery = self._next()
                 if delivery is not None:
                     return delivery
+                store, ns = self._store_key
+                self._gens = {q: PURGES.get(store, ns, q) for q in self.queues}
                 idle = self._fill()
                 if self._ahead or self._casts:
                     continue
@@ -131,6 +158,11 @@ class StoreConsumer(Consumer):
         return None
 
     def _deliver(self, claim: Claim) -> Delivery | None:
+        store, ns = self._store_key
+        if claim.gen != PURGES.get(store, ns, claim.queue):
+            with contextlib.suppress(StemlabError):  # purged: giving back is a no-op then
+                self._release([claim])
+            return None
         envelope = claim.payload
         if not isinstance(envelope, Envelope):
             try:
@@ -139,6 +171,7 @@ class StoreConsumer(Consumer):
                 with contextlib.suppress(LeaseLost):  # settled by someone else meanwhile
                     self._bury(claim, exc)
                 return None
+            claim.payload = envelope  # decoded: `_hand_out` may read it
         expires = self._hand_out(claim)
         if expires is None:
             return None
@@ -157,7 +190,21 @@ class StoreConsumer(Consumer):
 
     def add_claims(self, claims: Sequence[Claim]) -> None:
         """Buffer claims, best first (called by `_fill`)."""
+        gens = self._gens
+        for claim in claims:
+            if claim.gen is None:
+                claim.gen = gens.get(claim.queue, 0)
         self._ahead.extend(claims)
+
+    def generation(self, queue: str) -> int:
+        """The purge generation of `queue` now (to tag a claim received out of `_fill`)."""
+        store, ns = self._store_key
+        return PURGES.get(store, ns, queue)
+
+    def purged(self, queue: str) -> None:
+        """The store reported a purge of `queue`: buffered claims of it are stale."""
+        store, ns = self._store_key
+        PURGES.bump(store, ns, queue)
 
     def add_casts(self, casts: Sequence[Cast]) -> None:
         """Buffer broadcast copies (called by the adapter whenever it takes some)."""
@@ -206,6 +253,9 @@ class StoreConsumer(Consumer):
 
     def _interrupt(self) -> None:
         """Wake a `get` blocked in `_wait` from another thread (never blocks)."""
+
+    def _poll_signals(self) -> None:
+        """Take in what the store reported meanwhile, without waiting (e.g. purges)."""
 
     def _unsubscribe(self, casts: list[Cast]) -> None:
         """Stop receiving broadcasts; `casts` were taken but never handed out."""

@@ -7,14 +7,23 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from stemlab.core.clock import as_seconds, require_aware, utcnow
+from stemlab.core.clock import require_aware, utcnow
 from stemlab.core.codec import dumps, ensure_json, loads, new_id
+from stemlab.core.limits import (
+    check_delay,
+    check_identifier,
+    check_instant,
+    check_lease,
+    check_text,
+)
 from stemlab.errors import EnvelopeError
 
 __all__ = [
     "QUEUE_NAME_RE",
     "Delivery",
     "Envelope",
+    "detached",
+    "snapshot",
     "undecodable_envelope",
     "validate_priority",
     "validate_queue_name",
@@ -81,12 +90,16 @@ class Envelope:
             raise
         except (TypeError, ValueError) as exc:
             raise EnvelopeError(str(exc)) from exc
+        except RecursionError:
+            raise EnvelopeError("envelope data nests too deeply") from None
 
     def _validate(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise EnvelopeError("name must be a non-empty string")
+        check_text(self.name, "name", nul_ok=True)
         if not isinstance(self.id, str) or not self.id:
             raise EnvelopeError("id must be a non-empty string")
+        check_identifier(self.id, "id")
         if not isinstance(self.args, dict):
             raise EnvelopeError(f"args must be a dict, got {type(self.args).__name__}")
         ensure_json(self.args, "args")
@@ -97,16 +110,17 @@ class Envelope:
             isinstance(k, str) and isinstance(v, str) for k, v in self.headers.items()
         ):
             raise EnvelopeError("headers must be a dict of str to str")
+        for key, value in self.headers.items():
+            check_text(key, "a header name", nul_ok=True)
+            check_text(value, "a header value", nul_ok=True)
         validate_queue_name(self.queue)
         validate_priority(self.priority)
         if self.not_before is not None:
-            require_aware(self.not_before, "not_before")
+            check_instant(self.not_before, "not_before")
         require_aware(self.enqueued_at, "enqueued_at")
         self._check_ints()
         if self.visibility_timeout is not None:
-            vt = as_seconds(self.visibility_timeout, "visibility_timeout")
-            if not vt > 0:
-                raise ValueError(f"visibility_timeout must be > 0 seconds, got {vt}")
+            vt = check_lease(self.visibility_timeout, "visibility_timeout")
             object.__setattr__(self, "visibility_timeout", vt)
 
     def _check_ints(self) -> None:
@@ -127,7 +141,9 @@ class Envelope:
         return data
 
     def to_json(self) -> str:
-        return dumps(self.to_dict())
+        """The envelope as JSON (a `snapshot` carries the text it was encoded to)."""
+        text: str | None = self.__dict__.get("_json")
+        return text if text is not None else dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: Any) -> Envelope:
@@ -164,15 +180,19 @@ def undecodable_envelope(
     and consumption goes on; the raw text (and the decoding error) stay in `args`.
     """
     text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes | bytearray) else str(raw)
-    args: dict[str, Any] = {"raw": text}
+    args: dict[str, Any] = {"raw": _utf8(text)}
     if error:
-        args["error"] = error
+        args["error"] = _utf8(error)
     prio = priority if isinstance(priority, int) and 0 <= priority <= 9 else 0
     try:
         validate_queue_name(queue)
     except ValueError:
         queue = "default"
     return Envelope(name="<undecodable>", args=args, queue=queue, priority=prio)
+
+
+def _utf8(text: str) -> str:
+    return text if text.isascii() else text.encode("utf-8", "replace").decode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -190,10 +210,48 @@ class Delivery:
 
 
 def duration(value: float | timedelta | None, what: str) -> float | None:
-    """Normalise an optional duration argument to float seconds (>= 0)."""
-    if value is None:
-        return None
-    seconds = as_seconds(value, what)
-    if seconds < 0:
-        raise ValueError(f"{what} must be >= 0 seconds, got {seconds}")
-    return seconds
+    """Normalise an optional delay argument to float seconds (0..one year, see limits)."""
+    return None if value is None else check_delay(value, what)
+
+
+def snapshot(envelope: Envelope) -> Envelope:
+    """A copy of `envelope` that carries its JSON text, encoded now.
+
+    The Broker base takes one of every envelope before it writes anything, so an
+    envelope whose dicts the caller changed after construction into something JSON
+    cannot carry (or UTF-8 cannot encode) is refused up front, and adapters that
+    store the text store what the envelope held at publish time (encoded once).
+    """
+    if not isinstance(envelope, Envelope):
+        raise TypeError(f"expected an Envelope, got {type(envelope).__name__}")
+    ensure_json(envelope.args, "args")  # the dicts may have changed since construction
+    ensure_json(envelope.meta, "meta")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in envelope.headers.items()):
+        raise EnvelopeError("headers must be a dict of str to str")
+    try:
+        text = dumps(envelope.to_dict())
+        if not text.isascii():
+            text.encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise EnvelopeError(f"envelope {envelope.id!r} no longer encodes: {exc}") from exc
+    except RecursionError:
+        raise EnvelopeError(f"envelope {envelope.id!r} nests too deeply to encode") from None
+    copy = object.__new__(Envelope)
+    copy.__dict__.update(envelope.__dict__)
+    copy.__dict__["_json"] = text
+    return copy
+
+
+def detached(envelope: Envelope) -> Envelope:
+    """A snapshot whose dicts are decoded from its JSON: it shares nothing with the caller.
+
+    For adapters that keep Envelope objects rather than their text (memory). `envelope`
+    is a snapshot already: validated, its scalar fields frozen since construction.
+    """
+    text = envelope.to_json()
+    data = loads(text)
+    copy = object.__new__(Envelope)
+    copy.__dict__.update(envelope.__dict__)
+    copy.__dict__.update(args=data["args"], meta=data["meta"], headers=data["headers"])
+    copy.__dict__.pop("_json", None)  # its dicts are handed out: no text to go stale
+    return copy

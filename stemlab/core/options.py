@@ -17,17 +17,21 @@ from datetime import timedelta
 from typing import Any, ClassVar, Self
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
+from stemlab.core.limits import check_lease
 from stemlab.errors import ConfigError
 
 __all__ = [
     "NAMESPACE_RULE",
     "BrokerOptions",
     "Rule",
+    "Secret",
     "choice",
     "fixed",
     "integer",
+    "lease",
     "option",
     "pattern",
+    "redact_url",
     "seconds",
     "split_url",
 ]
@@ -42,6 +46,29 @@ class Rule:
 
     check: Callable[[str, Any], Any]
     parse: Callable[[str, str], Any] = lambda name, text: text
+
+
+class Secret:
+    """A value (a password, a URL holding one) that never shows in a repr, str or error."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
 
 
 def _number(name: str, text: str) -> float:
@@ -83,6 +110,22 @@ def seconds(*, zero_ok: bool = False, optional: bool = False) -> Rule:
         )
 
     return Rule(check, _none_or(_number) if optional else _number)
+
+
+def lease() -> Rule:
+    """A lease length: finite seconds (or a timedelta) within the limits of core/limits.py."""
+
+    def check(name: str, value: Any) -> float:
+        if isinstance(value, timedelta) or (
+            not isinstance(value, bool) and isinstance(value, int | float)
+        ):
+            try:
+                return check_lease(value, f"option {name}")
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(str(exc)) from None
+        raise ConfigError(f"option {name} must be a number of seconds, got {value!r}")
+
+    return Rule(check, _number)
 
 
 def integer(low: int, high: int | None = None, *, optional: bool = False) -> Rule:
@@ -150,7 +193,7 @@ class BrokerOptions:
     scheme: ClassVar[str] = "broker"
 
     namespace: str = option("stem", NAMESPACE_RULE)
-    default_visibility_timeout: float = option(30.0, seconds())
+    default_visibility_timeout: float = option(30.0, lease())
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -190,25 +233,38 @@ class BrokerOptions:
         return cls(**url_parts, **merged)
 
 
+_PASSWORD = re.compile(r"(?<=://)([^/?#@:]*):[^/?#]*@")
+_PASSWORD_PARAM = re.compile(r"(?i)(\bpassword=)[^&\s]*")
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password (``user:secret@`` or ``password=...``) shown as ``***``."""
+    return _PASSWORD_PARAM.sub(r"\1***", _PASSWORD.sub(r"\1:***@", url))
+
+
 def split_url(
     url: str, schemes: tuple[str, ...], hint: str = ""
 ) -> tuple[SplitResult, list[tuple[str, str]]]:
-    """`urlsplit` plus the query as pairs; anything malformed is a `ConfigError`."""
+    """`urlsplit` plus the query as pairs; anything malformed is a `ConfigError`.
+
+    Error messages show the URL with its password redacted (`redact_url`).
+    """
     tail = f" ({hint})" if hint else ""
     if not isinstance(url, str):
-        raise ConfigError(f"a broker URL must be a string, got {url!r}")
+        raise ConfigError(f"a broker URL must be a string, got {type(url).__name__}")
+    shown = redact_url(url)
     try:
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
     except ValueError as exc:
-        raise ConfigError(f"malformed URL {url!r}: {exc}{tail}") from None
+        raise ConfigError(f"malformed URL {shown!r}: {exc}{tail}") from None
     if parts.scheme.lower() not in schemes:
-        raise ConfigError(f"not a {' or '.join(s + '://' for s in schemes)} URL: {url!r}")
+        raise ConfigError(f"not a {' or '.join(s + '://' for s in schemes)} URL: {shown!r}")
     if parts.fragment:
-        raise ConfigError(f"malformed URL {url!r}: no #fragment expected{tail}")
+        raise ConfigError(f"malformed URL {shown!r}: no #fragment expected{tail}")
     seen: set[str] = set()
     for key, _ in query:
         if key in seen:
-            raise ConfigError(f"malformed URL {url!r}: option {key!r} given twice")
+            raise ConfigError(f"malformed URL {shown!r}: option {key!r} given twice")
         seen.add(key)
     return parts, query

@@ -37,8 +37,10 @@ class _Msg:
     seq: int = 0
     deliveries: int = 0
     token: int | None = None
-    consumer: str | None = None
+    consumer: str | None = None  # whose prefetch slot the live lease holds
     expires: float = 0.0
+    owner: str | None = None  # the consumer of the last lease, and its prefetch (0: none)
+    cap: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +143,13 @@ class QueueState:
         self._queue(msg.queue).ready[msg.priority].append((msg.seq, msg.key))
 
     def _release_slot(self, msg: _Msg) -> None:
-        if msg.consumer is not None:
-            self._held[msg.consumer] -= 1
+        consumer = msg.consumer
+        if consumer is not None:
+            left = self._held[consumer] - 1
+            if left:
+                self._held[consumer] = left
+            else:  # no entry per idle consumer: closed consumers leave nothing behind
+                del self._held[consumer]
             msg.consumer = None
 
     def _remove(self, msg: _Msg) -> None:
@@ -181,11 +188,13 @@ class QueueState:
         now: float,
         limit: int,
         visibility_timeout: float | None = None,
+        prefetch: int | None = None,
     ) -> list[Lease]:
         """Lease up to `limit` ready messages: highest priority first, FIFO within one.
 
         The lease lasts the envelope's visibility timeout, else `visibility_timeout`,
-        else this state's default.
+        else this state's default. With `prefetch` (the consumer's cap), extending such
+        a lease after it expired takes a slot of the consumer again, only if one is free.
         """
         self.tick(now)
         default = visibility_timeout or self.default_visibility_timeout
@@ -194,7 +203,7 @@ class QueueState:
             msg = self._pop_best(queues)
             if msg is None:
                 break
-            out.append(self._lease(msg, consumer, now, default))
+            out.append(self._lease(msg, consumer, now, default, prefetch or 0))
         return out
 
     def _pop_best(self, queues: Sequence[str]) -> _Msg | None:
@@ -232,7 +241,9 @@ class QueueState:
                     return msg
         return None
 
-    def _lease(self, msg: _Msg, consumer: str, now: float, default_vt: float) -> Lease:
+    def _lease(
+        self, msg: _Msg, consumer: str, now: float, default_vt: float, cap: int = 0
+    ) -> Lease:
         if msg.token is not None:
             self._leases.pop(msg.token, None)
             if msg.consumer is not None:
@@ -240,6 +251,7 @@ class QueueState:
         token = next(self._counter)
         vt = msg.envelope.visibility_timeout or default_vt
         msg.token, msg.consumer, msg.expires = token, consumer, now + vt
+        msg.owner, msg.cap = consumer, cap
         msg.deliveries += 1
         self._move(msg, LEASED)
         self._leases[token] = msg.key
@@ -279,9 +291,19 @@ class QueueState:
         self._queue(msg.queue).dead.append(entry)
 
     def extend(self, token: int, now: float, by: float, consumer: str | None = None) -> float:
-        """Set the lease to expire at `now + by`; re-lease it if it expired but is untaken."""
+        """Set the lease to expire at `now + by`; re-lease it if it expired but is untaken.
+
+        Re-leasing takes a prefetch slot of the lease's consumer when it was claimed with
+        a `prefetch` cap, and is refused (`LeaseLost`) when that consumer has none free.
+        """
         msg = self._live(token, now)
         if msg.state != LEASED:
+            if msg.cap and msg.owner is not None:
+                consumer = msg.owner
+                if self._held.get(consumer, 0) >= msg.cap:
+                    raise LeaseLost(
+                        "this lease expired and its consumer's prefetch slots are taken"
+                    )
             self._move(msg, LEASED)
             msg.consumer = consumer
             if consumer is not None:
@@ -379,8 +401,10 @@ class QueueState:
             self._subs.setdefault(channel, set()).add(consumer)
 
     def unsubscribe(self, consumer: str) -> None:
-        for subs in self._subs.values():
+        for channel, subs in list(self._subs.items()):
             subs.discard(consumer)
+            if not subs:
+                del self._subs[channel]
         self._inbox.pop(consumer, None)
 
     def broadcast(self, channel: str, envelope: Envelope) -> int:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import sql
@@ -24,11 +25,13 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from stemlab.brokers.postgres import _sql
 from stemlab.core.options import (
     BrokerOptions,
+    Secret,
     choice,
     fixed,
     integer,
     option,
     pattern,
+    redact_url,
     seconds,
     split_url,
 )
@@ -52,7 +55,8 @@ class Settings(BrokerOptions):
 
     scheme: ClassVar[str] = "postgresql"
 
-    url: str = fixed("")
+    url: str = fixed("")  # the URL as given, its password shown as *** (see `dsn`)
+    dsn: Secret = fixed(Secret(""))  # noqa: RUF009 - the URL with its password: never shown
     schema: str = option("stemlab", pattern(r"[a-z_][a-z0-9_]{0,62}", "a plain SQL identifier"))
     pool_size: int = option(4, integer(1))
     connect_timeout: float = option(5.0, seconds())
@@ -68,16 +72,26 @@ class Settings(BrokerOptions):
     def from_url(cls, url: str, **options: Any) -> Settings:
         """Validate a URL and the adapter's options; anything wrong is a `ConfigError`."""
         split_url(url, ("postgresql", "postgres"))
+        shown = redact_url(url)
         try:
-            conninfo_to_dict(url)
+            params = conninfo_to_dict(url)
         except psycopg.Error as exc:
             detail = " ".join(str(exc).split())
-            raise ConfigError(f"malformed postgres URL {url!r}: {detail}") from None
-        return cls.build(options, url=url)
+            secret = _password(url)
+            if secret:  # libpq's message may quote the URL, password included
+                detail = detail.replace(secret, "***")
+            raise ConfigError(f"malformed postgres URL {shown!r}: {detail}") from None
+        for port in str(params.get("port") or "").split(","):
+            if port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+                raise ConfigError(
+                    f"malformed postgres URL {shown!r}: the port must be an integer in "
+                    f"1..65535, got {port!r}"
+                )
+        return cls.build(options, url=shown, dsn=Secret(url))
 
     def server(self) -> tuple[str, str, str]:
         """(host, port, database) as the URL names them: part of the store's identity."""
-        params = conninfo_to_dict(self.url)
+        params = conninfo_to_dict(self.dsn.reveal())
         host = str(params.get("host") or params.get("hostaddr") or "")
         return host, str(params.get("port") or "5432"), str(params.get("dbname") or "")
 
@@ -87,7 +101,7 @@ class Settings(BrokerOptions):
         `generic_plans` pins prepared statements to their generic plan: the claim is
         written so that plan is index-bound, and re-planning it per call cost ~2x.
         """
-        params = conninfo_to_dict(self.url)
+        params = conninfo_to_dict(self.dsn.reveal())
         # jit=off: these statements are short; a generic plan's cost estimate on a bloated
         # table can cross jit_above_cost and then every claim paid ~25 ms of compilation.
         extra = (
@@ -103,6 +117,13 @@ class Settings(BrokerOptions):
     def backoff(self, attempt: int) -> float:
         """Seconds to wait before retry number `attempt` (0-based): 50 ms doubling to 1 s."""
         return min(1.0, 0.05 * 2**attempt)
+
+
+def _password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
 
 
 @contextmanager

@@ -51,7 +51,10 @@ class PostgresBroker(Broker):
         self.receipts = Receipts(
             store_id("postgres", *s.server(), s.schema),
             s.namespace,
-            {"q": (TEXT, INT, INT), "b": (INT,)},  # q: consumer, row id, fencing token
+            # q: consumer, the stored envelope's id (dead letters are filed under it,
+            # whatever envelope the caller's delivery carries), the consumer's prefetch
+            # (extend_lease keeps the cap), row id, fencing token
+            {"q": (TEXT, TEXT, INT, INT, INT), "b": (INT,)},
         )
         self._caps = Capabilities(
             priority_levels=10,
@@ -123,7 +126,9 @@ class PostgresBroker(Broker):
 
     # -------------------------------------------------------------- settling
     def _settle(self, name: str, delivery: Delivery, extra: dict[str, Any]) -> None:
-        consumer, row_id, token = self.receipts.read(delivery)
+        consumer, task_id, _, row_id, token = self.receipts.read(delivery)
+        if name == "dead_letter":
+            extra["task_id"] = task_id
         self.store.settle(name, int(row_id), int(token), str(consumer), **extra)
 
     def _broadcast_settle(self, name: str, delivery: Delivery, extra: dict[str, Any]) -> None:
@@ -152,8 +157,9 @@ class PostgresBroker(Broker):
         self.store.maybe_sweep()
 
     def _extend_lease(self, delivery: Delivery, by: float) -> datetime:
-        _, row_id, token = self.receipts.read(delivery)
-        row = self._run("extend", {"id": row_id, "token": token, "by": by}, fetch="one")
+        _, _, prefetch, row_id, token = self.receipts.read(delivery)
+        params = {"id": row_id, "token": token, "by": by, "prefetch": prefetch}
+        row = self._run("extend", params, fetch="one")
         if row is None:
             raise LeaseLost(STALE)
         expires: datetime = _utc(row[0])
@@ -167,9 +173,8 @@ class PostgresBroker(Broker):
         return int(row[0]) + unhanded, int(row[1]) - unhanded, int(row[2])
 
     def _purge(self, queue: str) -> int:
-        removed = int(self._run("purge", {"queue": queue}, fetch="count"))
-        self.store.purged(queue)
-        return removed
+        row = self._run("purge", {"queue": queue, "channel": self.channel}, fetch="one")
+        return int(row[0])
 
     # ---------------------------------------------------------- dead letters
     def _list_dead_letters(self, queue: str, limit: int, offset: int) -> DeadLetterPage:

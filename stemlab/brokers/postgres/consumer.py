@@ -26,6 +26,7 @@ from psycopg import sql
 from stemlab.brokers.postgres import _sql
 from stemlab.brokers.postgres._connection import RETRYABLE, connect, translated
 from stemlab.core.consumer import Cast, Claim, StoreConsumer
+from stemlab.core.envelope import Envelope
 from stemlab.errors import BrokerUnavailable, StemlabError
 
 if TYPE_CHECKING:
@@ -46,7 +47,9 @@ def _utc(value: datetime) -> datetime:
 class PostgresConsumer(StoreConsumer):
     """Consumer of queues and broadcast channels on one dedicated connection.
 
-    Claims carry `extra = (ready_at, purge generation of their queue when claimed)`.
+    Claims carry `extra = ready_at`. A purge notifies "!<queue>" on the channel; the
+    notifications that arrived are read (no round trip) before a buffered claim is
+    handed out, so the core gives back what a purge removed (see core/purges.py).
     """
 
     max_wait = math.inf  # `_interrupt` wakes a waiting `get` through the pipe
@@ -128,11 +131,17 @@ class PostgresConsumer(StoreConsumer):
         return conn
 
     def _reconnect(self) -> None:
-        """Drop the broken connection and open a new one (buffered claims stay valid)."""
+        """Drop the broken connection and open a new one.
+
+        Buffered claims are given back rather than handed out (a purge notice sent
+        while the connection was down is lost).
+        """
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
+        for queue in self.queues:  # a purge notice may have been lost with the connection
+            self.purged(queue)
         self._open()
 
     # ------------------------------------------------------------- signals
@@ -141,7 +150,10 @@ class PostgresConsumer(StoreConsumer):
 
     def _payload(self, payload: str) -> None:
         for name in payload.split(","):
-            if name.startswith("#"):
+            if name.startswith("!"):
+                if name[1:] in self._queue_set:
+                    self.purged(name[1:])
+            elif name.startswith("#"):
                 if name[1:] in self._channel_set:
                     self._take_due = True
             elif name == "*" or name in self._queue_set:
@@ -196,13 +208,22 @@ class PostgresConsumer(StoreConsumer):
         except psycopg.Error as exc:
             raise StemlabError(f"postgres: consume failed: {exc}") from exc
 
+    def _poll_signals(self) -> None:
+        def poll() -> None:
+            pgconn = self._conn.pgconn
+            pgconn.consume_input()
+            self._drain(pgconn)
+
+        self._guarded(poll, None)
+
     def _hand_out(self, claim: Claim) -> float | None:
-        _, gen = claim.extra
-        if gen != self._store.generation(claim.queue):
-            self._release([claim])  # its queue was purged since: give it back
-            return None
         if claim.expires <= time.time() + self._offset:
             return None  # lease ran out in the buffer: whoever claims it next gets it
+        envelope = claim.payload
+        assert isinstance(envelope, Envelope)
+        # the receipt also names the stored envelope's id and this consumer's prefetch
+        name, row_id, token = claim.fields
+        claim.fields = (name, envelope.id, self.prefetch, row_id, token)
         return claim.expires
 
     def _bury(self, claim: Claim, error: Exception) -> None:
@@ -212,7 +233,7 @@ class PostgresConsumer(StoreConsumer):
         self._store.bury(int(row_id), int(token), claim.queue, bytes(body), error)
 
     def _release(self, claims: list[Claim]) -> None:
-        self._store.release([(int(c.fields[1]), int(c.fields[2]), c.extra[0]) for c in claims])
+        self._store.release([(int(c.fields[1]), int(c.fields[2]), c.extra) for c in claims])
 
     def _unsubscribe(self, casts: list[Cast]) -> None:
         if self.channels:
@@ -246,7 +267,6 @@ class PostgresConsumer(StoreConsumer):
             "visibility": self._store.settings.default_visibility_timeout,
         }
         statement = _sql.query("claim" if len(self.queues) == 1 else "claim_many")
-        gens = {q: self._store.generation(q) for q in self.queues}
         freed = self._freed
         rows = self._conn.execute(statement, params, binary=True).fetchall()
         trailer = rows.pop()
@@ -255,12 +275,7 @@ class PostgresConsumer(StoreConsumer):
         slots, more, wake_in = trailer[9], trailer[10], trailer[11]
         rows.sort(key=lambda r: (-r[6], r[7], r[8]))
         self.add_claims(
-            [
-                Claim(
-                    (self.name, r[0], r[1]), r[2], r[5], r[3], r[4].timestamp(), (r[7], gens[r[2]])
-                )
-                for r in rows
-            ]
+            [Claim((self.name, r[0], r[1]), r[2], r[5], r[3], r[4].timestamp(), r[7]) for r in rows]
         )
         now = time.monotonic()
         self._wake_at = None if wake_in is None else now + max(0.0, wake_in)

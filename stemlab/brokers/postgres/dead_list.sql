@@ -6,4 +6,4 @@ SELECT body, reason, meta, dead_at
   FROM queue_dead_letters
  WHERE ns = %(ns)s AND queue = %(queue)s
  ORDER BY dead_at DESC, id DESC
- LIMIT %(limit)s + 1 OFFSET %(offset)s
+ LIMIT %(limit)s::bigint + 1 OFFSET %(offset)s

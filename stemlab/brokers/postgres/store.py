@@ -4,8 +4,7 @@ Both the broker and its consumers call this module; neither calls the other's
 private methods. Brokers of one process on the same server, schema and
 namespace also share one `Local`: the consumers open there (an ack in this
 process wakes the consumer whose prefetch it frees; counts treat rows those
-consumers read ahead as pending) and a purge generation per queue (read-ahead
-rows claimed before a purge are never handed out). It is reference-counted:
+consumers read ahead as pending). It is reference-counted:
 taken when a store opens and dropped when the last store using it closes, so
 nothing outlives the brokers that need it.
 """
@@ -44,7 +43,6 @@ class Local:
     """Process-local state of one (server, schema, namespace), shared by its brokers."""
 
     consumers: weakref.WeakSet[PostgresConsumer] = field(default_factory=weakref.WeakSet)
-    purges: dict[str, int] = field(default_factory=dict)  # queue -> purge generation
     refs: int = 0
 
 
@@ -179,14 +177,6 @@ class Store:
         brokers of this process count them as pending rather than in flight.
         """
         return sum(consumer.read_ahead(queue) for consumer in self._consumers())
-
-    def purged(self, queue: str) -> None:
-        """`queue` was purged: read-ahead rows claimed before now must not be handed out."""
-        with _locals_lock:
-            self.local.purges[queue] = self.local.purges.get(queue, 0) + 1
-
-    def generation(self, queue: str) -> int:
-        return self.local.purges.get(queue, 0)
 
     # -------------------------------------------------------------- retention
     def sweep(self) -> dict[str, int]:

@@ -4,7 +4,9 @@
 --   P seq              STRING  counter: message ids, ready order, fencing tokens, dead-letter order
 --   P msg:<id>         HASH    e=envelope JSON, q=queue, p=priority, v=lease ms or "", n=deliveries,
 --                              t=live fencing token ("~<token>" once nacked), c=consumer whose prefetch
---                              slot the lease holds, r=its member in P ready:<q> when last made
+--                              slot the lease holds, o/k=consumer of the last lease and its prefetch
+--                              (extend.lua re-leases an expired lease within it), r=its member in
+--                              P ready:<q> when last made
 --                              ready (left stale once leased: ZREM of a stale member is a no-op)
 --   P ready:<q>        ZSET    ready messages: member "<seq16>:<id>", score (9-p)*2^43 + ms it became
 --                              ready; so ZPOPMIN gives highest priority first, FIFO inside a level
@@ -17,7 +19,8 @@
 --   P idle:<q>         ZSET    consumers waiting on q: member "<oid>|<prefetch>|<lease ms>|<name>",
 --                              score when they last found it empty (stale after 2 x max idle)
 --   P cast:<rid>       STRING  an outstanding broadcast delivery (expires after a day)
--- Pub/sub channels: P wake:<q> (something became ready, or a due/expiry moved sooner),
+-- Pub/sub channels: P wake:<q> (something became ready, or a due/expiry moved sooner; payload
+--   "purge" when the queue was purged),
 --   P slot:<consumer> (a full consumer got a slot back), P push:<oid> (a message leased to
 --   that waiting consumer object, pushed with the publish), P bcast:<channel> (broadcasts).
 -- Message keys are derived inside the scripts, so this needs a standalone (non-cluster) Redis.
@@ -90,7 +93,7 @@ local function push(q, sid, member, score, p, v, env, now, max_idle)
       local payload = table.concat({q, sid, token, '1', expires, string.format('%d', now), env}, '\n')
       if redis.call('PUBLISH', P .. 'push:' .. oid, payload) > 0 then
         redis.call('HSET', msg_key(sid), 'e', env, 'q', q, 'p', p, 'v', v, 'n', 1, 't', token,
-          'c', name, 'os', score, 'om', member, 'r', member)
+          'c', name, 'o', name, 'k', prefetch, 'os', score, 'om', member, 'r', member)
         redis.call('ZADD', P .. 'lease:' .. q, expires, sid)
         redis.call('HINCRBY', P .. 'held', name, 1)
         if vt < max_idle then wake(q) end

@@ -80,7 +80,8 @@ while leased < limit do
     local n = (tonumber(f[3]) or 0) + 1
     local token = string.format('%d', next_seq())
     local expires = now + vt
-    redis.call('HSET', key, 't', token, 'c', consumer, 'n', n, 'os', score, 'om', member)
+    redis.call('HSET', key, 't', token, 'c', consumer, 'o', consumer, 'k', prefetch, 'n', n,
+      'os', score, 'om', member)
     redis.call('ZADD', P .. 'lease:' .. q, expires, id)
     redis.call('HINCRBY', P .. 'held', consumer, 1)
     if vt < max_idle then wake(q) end

@@ -14,6 +14,9 @@ With prefetch > 1 and a backlog, one claim leases several messages (see claim.lu
 those not handed out yet wait in the consumer core's read-ahead buffer with pushed
 ones. One that has used up half its lease there, and all of them when the consumer
 closes, are released: put back in their old place, their delivery count taken back.
+A purge publishes "purge" on the queue's wake channel; before handing out a buffered
+lease the consumer reads what arrived (no round trip), so the core gives back, rather
+than hands out, what a purge removed (see core/purges.py).
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class RedisConsumer(StoreConsumer):
         prefix, oid = self._store.prefix, new_id()
         self._cast_key = prefix + "cast:"
         self._cast_prefix = (prefix + "bcast:").encode()
+        self._wake_queues = {(prefix + "wake:" + q).encode(): q for q in queues}
         self._push_channel = (prefix + "push:" + oid).encode()
         self._topics = [prefix + "wake:" + q for q in queues] + [prefix + "slot:" + name]
         self._topics += [prefix + "push:" + oid] + [prefix + "bcast:" + ch for ch in channels]
@@ -69,8 +73,8 @@ class RedisConsumer(StoreConsumer):
         self._claim_args: list[Arg] = [prefix, name, prefetch, prefetch, lease_ms, MAX_IDLE_MS]
         self._claim_args += [TICK_CAP, oid, "0", *queues]
         self._raw_casts: deque[tuple[str, bytes]] = deque()
-        self._pushed: deque[bytes] = deque()
-        self._subscribed = False
+        self._pushed: deque[tuple[bytes, int]] = deque()  # (payload, purge generation)
+        self._subscribed = self._was_subscribed = False
         self._cmd = self._store.new_link()
         self._sub = self._store.new_link()
         try:
@@ -85,7 +89,7 @@ class RedisConsumer(StoreConsumer):
         while self._raw_casts:
             self._take_cast(*self._raw_casts.popleft())
         while self._pushed:
-            self._take_push(self._pushed.popleft())
+            self._take_push(*self._pushed.popleft())
         if self._ahead or self._casts or not self.queues:
             return MAX_IDLE
         return self._claim()
@@ -95,6 +99,9 @@ class RedisConsumer(StoreConsumer):
             return False
         woke: bool = self._pubsub(lambda conn: conn.can_read(timeout=seconds))
         return woke
+
+    def _poll_signals(self) -> None:
+        self._pubsub(self._drain)
 
     def _hand_out(self, claim: Claim) -> float | None:
         if time.monotonic() <= claim.extra:
@@ -122,7 +129,7 @@ class RedisConsumer(StoreConsumer):
                 args = [self._store.prefix, self._idle_member, *self.queues]
                 self._cmd.eval(SCRIPTS["unregister"], args)
                 self._pubsub(lambda conn: self._drain(conn, 0.02))  # pushes already under way
-            for payload in self._pushed:
+            for payload, _gen in self._pushed:
                 q, mid, token, _ = payload.split(b"\n", 3)
                 leases.append((q.decode(), mid.decode(), token.decode()))
         finally:
@@ -163,16 +170,22 @@ class RedisConsumer(StoreConsumer):
         count: int,
         expires: int,
         raw: bytes,
+        gen: int | None = None,
     ) -> None:
         """Buffer one lease, to be handed out while half its lease is left."""
         fresh_until = received + (expires - now) / 2000.0
         fields = (mid.decode(), token.decode())
-        self.add_claims([Claim(fields, q.decode(), raw, count, expires / 1000.0, fresh_until)])
+        claim = Claim(fields, q.decode(), raw, count, expires / 1000.0, fresh_until, gen)
+        self.add_claims([claim])
 
-    def _take_push(self, payload: bytes) -> None:
-        """A message the publish script leased to this consumer while it waited."""
+    def _take_push(self, payload: bytes, gen: int) -> None:
+        """A message the publish script leased to this consumer while it waited.
+
+        `gen` is its queue's purge generation when the push arrived: a purge notice that
+        follows it on the connection makes it stale.
+        """
         q, mid, token, count, expires, now, raw = payload.split(b"\n", 6)
-        self._add(time.monotonic(), int(now), q, mid, token, int(count), int(expires), raw)
+        self._add(time.monotonic(), int(now), q, mid, token, int(count), int(expires), raw, gen)
 
     @staticmethod
     def _lease_of(claim: Claim) -> Lease:
@@ -204,6 +217,9 @@ class RedisConsumer(StoreConsumer):
         return result
 
     def _subscribe(self, conn: AbstractConnection) -> None:
+        if self._was_subscribed:  # a purge notice may have been lost with the connection
+            for queue in self.queues:
+                self.purged(queue)
         conn.send_command("SUBSCRIBE", *self._topics)
         confirmed = 0
         while confirmed < len(self._topics):
@@ -212,7 +228,7 @@ class RedisConsumer(StoreConsumer):
                 confirmed += 1
             else:
                 self._dispatch(reply)
-        self._subscribed = True
+        self._subscribed = self._was_subscribed = True
 
     def _drain(self, conn: AbstractConnection, wait: float = 0.0) -> None:
         while conn.can_read(timeout=wait):
@@ -222,6 +238,9 @@ class RedisConsumer(StoreConsumer):
         if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message":
             channel = reply[1]
             if channel == self._push_channel:
-                self._pushed.append(reply[2])
+                queue = reply[2].split(b"\n", 1)[0].decode()
+                self._pushed.append((reply[2], self.generation(queue)))
+            elif reply[2] == b"purge" and channel in self._wake_queues:
+                self.purged(self._wake_queues[channel])
             elif channel.startswith(self._cast_prefix):
                 self._raw_casts.append((channel[len(self._cast_prefix) :].decode(), reply[2]))

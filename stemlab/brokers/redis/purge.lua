@@ -1,7 +1,7 @@
 -- purge.lua: remove up to `cap` of a queue's ready, delayed and leased messages (not its dead
 -- letters); the caller repeats until nothing is left.
 -- Keys (P = ARGV[1]): P msg:<id>, P ready:<q>, P lease:<q>, P delay:<q>, P held, P full;
---   channel P slot:<c>.
+--   channels P slot:<c>, P wake:<q> (payload "purge": consumers drop what they read ahead).
 -- ARGV: P, queue, cap
 -- Returns how many messages were removed.
 local q, cap = ARGV[2], tonumber(ARGV[3])
@@ -23,4 +23,5 @@ for _, id in ipairs(redis.call('ZRANGE', lkey, 0, cap - 1)) do
   redis.call('DEL', msg_key(id))
   removed = removed + 1
 end
+redis.call('PUBLISH', P .. 'wake:' .. q, 'purge')
 return removed

@@ -7,14 +7,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
-from urllib.parse import urlunsplit
+from urllib.parse import unquote, urlunsplit
 
 from redis import ConnectionPool
 from redis.connection import AbstractConnection
 
 from stemlab.core.clock import to_epoch
 from stemlab.core.envelope import Envelope, undecodable_envelope
-from stemlab.core.options import BrokerOptions, fixed, option, seconds, split_url
+from stemlab.core.options import (
+    BrokerOptions,
+    Secret,
+    fixed,
+    option,
+    redact_url,
+    seconds,
+    split_url,
+)
 from stemlab.errors import ConfigError
 
 __all__ = [
@@ -44,13 +52,15 @@ MAX_DB = 2**31 - 1  # Redis' `databases` setting is a C int; the server refuses 
 class Settings(BrokerOptions):
     """Everything a `RedisBroker` needs; validated on construction.
 
-    `url` is the server URL without its query (query options are stemlab's own).
+    `url` is the server URL without its query (query options are stemlab's own) and
+    without its password, which is kept in `password` (a `Secret`: never shown).
     """
 
     scheme: ClassVar[str] = "redis"
 
     url: str = fixed("redis://127.0.0.1:6379/0")
     db: int = fixed(0)
+    password: Secret | None = fixed(None)  # noqa: RUF009 - a Field, not a default
     socket_timeout: float = option(10.0, seconds())
     connect_timeout: float = option(2.0, seconds())
     retry_timeout: float = option(5.0, seconds(zero_ok=True))
@@ -72,12 +82,13 @@ def parse_url(url: str, **options: Any) -> Settings:
     larger index is accepted here and refused by the server on first use).
     """
     parts, query = split_url(url, ("redis", "rediss"))
+    shown = redact_url(url)
     try:
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError as exc:
-        raise ConfigError(f"malformed redis URL {url!r}: {exc}") from None
+        raise ConfigError(f"malformed redis URL {shown!r}: {exc}") from None
     if not parts.hostname:
-        raise ConfigError(f"malformed redis URL {url!r}: no host")
+        raise ConfigError(f"malformed redis URL {shown!r}: no host")
     raw_db = parts.path[1:] if parts.path.startswith("/") else parts.path
     if raw_db == "":
         db = 0
@@ -85,25 +96,31 @@ def parse_url(url: str, **options: Any) -> Settings:
         db = int(raw_db)
     else:
         raise ConfigError(
-            f"malformed redis URL {url!r}: the database (the path) must be an integer "
+            f"malformed redis URL {shown!r}: the database (the path) must be an integer "
             f"in 0..{MAX_DB} (0..15 with the default `databases 16`), got {raw_db!r}"
         )
-    base = urlunsplit((parts.scheme, parts.netloc, f"/{db}", "", ""))
-    return Settings.build(options, query, url=base, db=db)
+    netloc = parts.netloc.rpartition("@")[2]
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    base = urlunsplit((parts.scheme, netloc, f"/{db}", "", ""))
+    password = None if parts.password is None else Secret(unquote(parts.password))
+    return Settings.build(options, query, url=base, db=db, password=password)
 
 
 def connection_factory(settings: Settings) -> tuple[Callable[[], AbstractConnection], str]:
     """A maker of fresh redis-py connections for the URL, and a printable address."""
+    secret = {} if settings.password is None else {"password": settings.password.reveal()}
     try:
         pool = ConnectionPool.from_url(
             settings.url,
+            **secret,
             protocol=2,
             socket_timeout=settings.socket_timeout,
             socket_connect_timeout=settings.connect_timeout,
             health_check_interval=0,
         )
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"malformed redis URL {settings.url!r}: {exc}") from exc
+        raise ConfigError(f"malformed redis URL {settings.url!r}: {exc}") from None
     kwargs: dict[str, Any] = dict(pool.connection_kwargs)
     cls = pool.connection_class
     where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"

@@ -58,7 +58,7 @@ class SQLiteBroker(Broker):
         self.receipts = Receipts(
             store_id("sqlite", os.path.realpath(self.path)),
             self.namespace,
-            {"q": (INT, INT), "b": (INT,)},
+            {"q": (INT, INT, INT), "b": (INT,)},  # q: consumer's prefetch, row, token
         )
         self.store = Store(self.settings)
         self._caps = Capabilities(
@@ -115,7 +115,7 @@ class SQLiteBroker(Broker):
             with write(self._conn()) as conn:
                 self.store.take_cast(conn, int(token))
             return
-        seq, token = self.receipts.read(delivery)
+        _, seq, token = self.receipts.read(delivery)
         self.store.settle(name, int(seq), int(token), **extra)
 
     def _ack(self, delivery: Delivery) -> None:
@@ -125,8 +125,10 @@ class SQLiteBroker(Broker):
         self._settle(delivery, "nack", now=self.now())
 
     def _extend_lease(self, delivery: Delivery, by: float) -> datetime:
-        expires = self.now() + by
-        self._settle(delivery, "extend", expires=expires)
+        prefetch = int(self.receipts.read(delivery)[0])
+        now = self.now()
+        expires = now + by
+        self._settle(delivery, "extend", expires=expires, now=now, prefetch=prefetch)
         return from_epoch(expires)
 
     def _dead_letter(self, delivery: Delivery, reason: str | None, meta: dict[str, Any]) -> None:
@@ -137,8 +139,9 @@ class SQLiteBroker(Broker):
                 self.store.take_cast(conn, int(token))
                 self.store.insert_dead(conn, delivery.envelope, reason, meta)
             return
-        seq, token = self.receipts.read(delivery)
-        self.store.dead_letter_row(conn, int(seq), int(token), reason, meta, delivery.envelope)
+        _, seq, token = self.receipts.read(delivery)
+        # the stored envelope is kept (and filed under its id), whatever the delivery carries
+        self.store.dead_letter_row(conn, int(seq), int(token), reason, meta)
 
     # --------------------------------------------------------------- counting
     def _purge(self, queue: str) -> int:

@@ -95,6 +95,8 @@ class SQLiteConsumer(StoreConsumer):
         expires = claim.expires if row.handed else self._mark_handed(claim, row)
         if expires is None:  # our reservation expired and someone else took the row
             self._more = True
+        else:  # the receipt carries our prefetch: extending an expired lease keeps the cap
+            claim.fields = (self.prefetch, *claim.fields)
         return expires
 
     def _bury(self, claim: Claim, error: Exception) -> None:

@@ -71,9 +71,14 @@ DELETE FROM stem_messages WHERE seq = :seq AND ns = :ns AND lease_token = :token
 RETURNING queue, priority, payload;
 
 -- name: extend
--- Works on an expired lease too, as long as nobody re-leased the row (same token).
+-- Works on an expired lease too, as long as nobody re-leased the row (same token) and
+-- its consumer holds fewer than :prefetch other live leases (the prefetch cap holds).
 UPDATE stem_messages SET avail_at = :expires, handed = 1
-WHERE seq = :seq AND ns = :ns AND lease_token = :token;
+WHERE seq = :seq AND ns = :ns AND lease_token = :token
+  AND (avail_at > :now
+       OR (SELECT COUNT(*) FROM stem_messages AS o
+           WHERE o.ns = :ns AND o.consumer = stem_messages.consumer
+             AND o.lease_token IS NOT NULL AND o.avail_at > :now AND o.seq <> :seq) < :prefetch);
 
 -- name: purge
 DELETE FROM stem_messages WHERE ns = :ns AND queue = :queue;
