@@ -75,7 +75,7 @@ NOTHING_WAIT = {"memory": 0.05}  # how long a get must stay empty; durable adapt
 NOTHING_WAIT_DURABLE = 0.25
 EXTEND_SLACK = 5.0  # seconds of clock difference allowed on an extended lease's expiry
 
-# KNOWN DIVERGENCE (reported, not fixed here): the Redis adapter counts messages that a
+# KNOWN DIVERGENCE (reported, not fixed here): both Redis adapters count messages that a
 # consumer leased ahead into its local buffer (claim.lua batches once 4x the free slots
 # are ready) as in flight, though the application has not received them; QueueState,
 # memory, SQLite and Postgres (brokers of the same process) count them as pending.
@@ -85,7 +85,7 @@ EXTEND_SLACK = 5.0  # seconds of clock difference allowed on an extended lease's
 # adapters, while a consumer is open, counts are compared as: delayed and
 # pending + inflight exactly, inflight at most the open consumers' spare prefetch over
 # the reference's. With no consumer open (and in the audit) counts are compared exactly.
-READ_AHEAD_COUNTED_IN_FLIGHT = {"redis"}
+READ_AHEAD_COUNTED_IN_FLIGHT = {"redis", "redis-streams"}
 
 T = TypeVar("T")
 

@@ -62,6 +62,7 @@ class StreamConsumer(StoreConsumer):
         prefix = self._store.prefix
         self._cast_key = prefix + "cast:"
         self._cast_prefix = (prefix + "bcast:").encode()
+        self._wake_queues = {(prefix + "wake:" + q).encode(): q for q in queues}
         self._topics = [prefix + "wake:" + q for q in queues] + [prefix + "slot:" + name]
         oid = new_id()
         self._push_channel = (prefix + "push:" + oid).encode()
@@ -70,11 +71,11 @@ class StreamConsumer(StoreConsumer):
         self._idle_member = f"{oid}|{prefetch}|{lease_ms}|{name}"
         self._claim_args: list[Arg] = [prefix, name, prefetch, prefetch, lease_ms, MAX_IDLE_MS]
         self._claim_args += [TICK_CAP, oid, "0", *queues]
-        self._pushed: deque[bytes] = deque()
+        self._pushed: deque[tuple[bytes, int]] = deque()  # (payload, purge generation)
         self._streams = {prefix + "bc:" + ch: ch for ch in channels}
         self._cursors: dict[str, str] = {}
         self._cast_due = False
-        self._subscribed = False
+        self._subscribed = self._was_subscribed = False
         self._cmd = self._store.new_link()
         self._sub = self._store.new_link()
         try:
@@ -92,7 +93,7 @@ class StreamConsumer(StoreConsumer):
         if self._cast_due:
             self._read_casts()
         while self._pushed:
-            self._take_push(self._pushed.popleft())
+            self._take_push(*self._pushed.popleft())
         if self._ahead or self._casts or not self.queues:
             return MAX_IDLE
         return self._claim()
@@ -102,6 +103,9 @@ class StreamConsumer(StoreConsumer):
             return False
         woke: bool = self._pubsub(lambda conn: conn.can_read(timeout=seconds))
         return woke
+
+    def _poll_signals(self) -> None:
+        self._pubsub(self._drain)
 
     def _hand_out(self, claim: Claim) -> float | None:
         if time.monotonic() <= claim.extra:
@@ -128,7 +132,7 @@ class StreamConsumer(StoreConsumer):
                 args = [self._store.prefix, self.name, self._idle_member, *self.queues]
                 self._cmd.eval(SCRIPTS["unregister"], args)
                 self._pubsub(lambda conn: self._drain(conn, 0.02))  # pushes already under way
-            for payload in self._pushed:
+            for payload, _gen in self._pushed:
                 q, mid, token, _ = payload.split(b"\n", 3)
                 leases.append((q.decode(), mid.decode(), token.decode()))
         finally:
@@ -168,16 +172,22 @@ class StreamConsumer(StoreConsumer):
         count: int,
         expires: int,
         raw: bytes,
+        gen: int | None = None,
     ) -> None:
         """Buffer one lease, to be handed out while half its lease is left."""
         fresh_until = received + (expires - now) / 2000.0
         fields = (mid.decode(), int(token))
-        self.add_claims([Claim(fields, q.decode(), raw, count, expires / 1000.0, fresh_until)])
+        claim = Claim(fields, q.decode(), raw, count, expires / 1000.0, fresh_until, gen)
+        self.add_claims([claim])
 
-    def _take_push(self, payload: bytes) -> None:
-        """An entry the publish script leased to this consumer while it waited."""
+    def _take_push(self, payload: bytes, gen: int) -> None:
+        """An entry the publish script leased to this consumer while it waited.
+
+        `gen` is its queue's purge generation when the push arrived: a purge notice that
+        follows it on the connection makes it stale.
+        """
         q, mid, token, count, expires, now, raw = payload.split(b"\n", 6)
-        self._add(time.monotonic(), int(now), q, mid, token, int(count), int(expires), raw)
+        self._add(time.monotonic(), int(now), q, mid, token, int(count), int(expires), raw, gen)
 
     @staticmethod
     def _lease_of(claim: Claim) -> Lease:
@@ -231,6 +241,9 @@ class StreamConsumer(StoreConsumer):
         return result
 
     def _subscribe(self, conn: AbstractConnection) -> None:
+        if self._was_subscribed:  # a purge notice may have been lost with the connection
+            for queue in self.queues:
+                self.purged(queue)
         conn.send_command("SUBSCRIBE", *self._topics)
         confirmed = 0
         while confirmed < len(self._topics):
@@ -239,7 +252,7 @@ class StreamConsumer(StoreConsumer):
                 confirmed += 1
             else:
                 self._dispatch(reply)
-        self._subscribed = True
+        self._subscribed = self._was_subscribed = True
         self._cast_due = bool(self._cursors)  # anything sent while we were not subscribed
 
     def _drain(self, conn: AbstractConnection, wait: float = 0.0) -> None:
@@ -250,6 +263,9 @@ class StreamConsumer(StoreConsumer):
         if not (isinstance(reply, list) and len(reply) == 3 and reply[0] == b"message"):
             return
         if reply[1] == self._push_channel:
-            self._pushed.append(reply[2])
+            queue = reply[2].split(b"\n", 1)[0].decode()
+            self._pushed.append((reply[2], self.generation(queue)))
+        elif reply[2] == b"purge" and reply[1] in self._wake_queues:
+            self.purged(self._wake_queues[reply[1]])
         elif reply[1].startswith(self._cast_prefix):
             self._cast_due = True

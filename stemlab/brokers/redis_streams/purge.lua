@@ -1,6 +1,7 @@
 -- purge.lua: remove a queue's ready, delayed and leased messages (not its dead letters).
 -- Keys (P = ARGV[1]): P s:<q>:<p>, P lease:<q>:<p>, P tok:<q>:<p> for p = 0..9, P delay:<q>,
---   P later:<q>, P lv:<q>, P held, P full; channel P slot:<c>.
+--   P later:<q>, P lv:<q>, P held, P full; channels P slot:<c>, P wake:<q> (payload "purge":
+--   consumers drop what they read ahead).
 -- ARGV: P, queue, cap (unused: one call removes everything)
 -- Returns how many messages were removed.
 local q = ARGV[2]
@@ -17,4 +18,5 @@ end
 local dkey = P .. 'delay:' .. q
 removed = removed + redis.call('ZCARD', dkey)
 redis.call('DEL', dkey, P .. 'later:' .. q, P .. 'lv:' .. q)
+redis.call('PUBLISH', P .. 'wake:' .. q, 'purge')
 return removed
