@@ -10,8 +10,11 @@
 --   P lv:<q>           SET     the levels p of q whose stream exists
 --   P lease:<q>:<p>    ZSET    entries in the group's PEL: member entry id, score lease deadline
 --                              (server ms); a released entry's score is the ms it became ready
---   P tok:<q>:<p>      HASH    entry id -> "<token>|<ready ms>|<consumer>" of the live delivery
---                              (consumer "" once its expired lease gave the prefetch slot back)
+--   P tok:<q>:<p>      HASH    entry id -> "<token>|<ready ms>|<prefetch>|<consumer>" of the live
+--                              delivery: the prefetch of the consumer it was leased to (extend.lua
+--                              re-leases an expired lease within it) and the consumer whose slot it
+--                              holds ("" once its expired lease gave the slot back; the entry stays
+--                              in that consumer's PEL, so XPENDING still names it)
 --   P delay:<q>        ZSET    delayed messages: member sequence id, score due time (ms)
 --   P later:<q>        HASH    delayed messages: sequence id -> "<p>|<lease ms>|<envelope JSON>"
 --   P held             HASH    consumer -> live leases (its prefetch slots); field dropped at 0
@@ -104,7 +107,7 @@ local function push(q, p, v, id, env, now, max_idle)
       local payload = table.concat({q, p .. '/' .. id, token, '1', expires, at, env}, '\n')
       if redis.call('PUBLISH', P .. 'push:' .. oid, payload) > 0 then
         redis.call('XREADGROUP', 'GROUP', GROUP, name, 'COUNT', 1, 'STREAMS', skey(q, p), '>')
-        redis.call('HSET', tkey(q, p), id, token .. '|' .. at .. '|' .. name)
+        redis.call('HSET', tkey(q, p), id, token .. '|' .. at .. '|' .. prefetch .. '|' .. name)
         redis.call('ZADD', lkey(q, p), expires, id)
         redis.call('HINCRBY', P .. 'held', name, 1)
         if vt < max_idle then wake(q) end
@@ -174,12 +177,27 @@ local function release_slot(c)
   end
 end
 
--- A lease record "<token>|<ready ms>|<consumer>" as its three parts (nil when absent).
+-- A lease record "<token>|<ready ms>|<prefetch>|<consumer>" as {token, ready ms, consumer
+-- holding the slot ("" once given back), prefetch}. A record written before the prefetch was
+-- kept ("<token>|<ready ms>|<consumer>") reads with prefetch nil.
+local function parse_record(raw)
+  local token, os, k, c = string.match(raw, '^([^|]*)|([^|]*)|(%d+)|(.*)$')
+  if token then return {token, os, c, k} end
+  token, os, c = string.match(raw, '^([^|]*)|([^|]*)|(.*)$')
+  return {token, os, c, nil}
+end
+
+-- The lease record of entry `id` of level p of q (see parse_record), nil when absent.
 local function record(q, p, id)
   local raw = redis.call('HGET', tkey(q, p), id)
   if not raw then return nil end
-  local token, os, c = string.match(raw, '^([^|]*)|([^|]*)|(.*)$')
-  return {token, os, c}
+  return parse_record(raw)
+end
+
+-- A lease record from its parts (rec[4], the prefetch, "" when unknown).
+local function format_record(token, os, k, c)
+  if k == nil or k == '' then return token .. '|' .. os .. '|' .. c end
+  return token .. '|' .. os .. '|' .. k .. '|' .. c
 end
 
 -- "<p>/<entry id>" -> p (number), entry id; nil for anything else.

@@ -11,6 +11,8 @@
 -- its lease deadline (or its old place, when released). With one queue and nothing expired at
 -- a level it reads up to the batch in one XREADGROUP. It leases one message, or up to `batch`
 -- (within the free slots) when at least 4 times as many are ready.
+-- Each lease's record in P tok:<q>:<p> keeps the consumer's prefetch (ARGV[3]), so extend.lua can
+-- re-lease an expired entry within it after the slot was given back.
 -- A consumer that finds nothing (with a free slot) is registered in P idle:<q> of each queue, so
 -- the next publish can lease and push an entry straight to it; one that leases, or is full, is
 -- taken out again.
@@ -43,7 +45,7 @@ for _, q in ipairs(queues) do
       local rec = record(q, p, id)
       if rec and rec[3] ~= '' then
         release_slot(rec[3])
-        redis.call('HSET', tk, id, rec[1] .. '|' .. rec[2] .. '|')
+        redis.call('HSET', tk, id, format_record(rec[1], rec[2], rec[4], ''))
         moved = moved + 1
       end
     end
@@ -76,7 +78,7 @@ local function lease(q, p, id, f, n, os)
   local vt = tonumber(f['v']) or default_vt
   local token = string.format('%d', next_seq())
   local expires = now + vt
-  redis.call('HSET', tkey(q, p), id, token .. '|' .. os .. '|' .. consumer)
+  redis.call('HSET', tkey(q, p), id, format_record(token, os, ARGV[3], consumer))
   redis.call('ZADD', lkey(q, p), expires, id)
   redis.call('HINCRBY', P .. 'held', consumer, 1)
   if vt < max_idle then wake(q) end

@@ -11,7 +11,7 @@ for p = 0, 9 do
   removed = removed + redis.call('XLEN', k)
   local recs = redis.call('HVALS', tkey(q, p))
   for _, raw in ipairs(recs) do
-    release_slot(string.match(raw, '^[^|]*|[^|]*|(.*)$'))
+    release_slot(parse_record(raw)[3])
   end
   redis.call('DEL', k, lkey(q, p), tkey(q, p))
 end
