@@ -36,9 +36,16 @@ from stemlab.instrument import InstrumentedBroker, instrument
 
 if TYPE_CHECKING:
     from stemlab.calibration import calibrate
-    from stemlab.experiments import ValidationReport, validate
+    from stemlab.experiments import ValidationReport, plan, validate
     from stemlab.live import run_live
-    from stemlab.model import BrokerProfile, RunResult, Scenario, compare, load_profile
+    from stemlab.model import (
+        BrokerProfile,
+        Replications,
+        RunResult,
+        Scenario,
+        compare,
+        load_profile,
+    )
     from stemlab.sim import simulate, sweep
 
 __all__ = [
@@ -58,6 +65,7 @@ __all__ = [
     "ManualClock",
     "QueueState",
     "ReplayResult",
+    "Replications",
     "RunResult",
     "Scenario",
     "StemlabError",
@@ -70,6 +78,7 @@ __all__ = [
     "errors",
     "instrument",
     "load_profile",
+    "plan",
     "run_live",
     "simulate",
     "sweep",
@@ -79,6 +88,7 @@ __all__ = [
 # public name -> the module that defines it, imported on first access
 _LAZY = {
     "BrokerProfile": "stemlab.model",
+    "Replications": "stemlab.model",
     "RunResult": "stemlab.model",
     "Scenario": "stemlab.model",
     "compare": "stemlab.model",
@@ -89,6 +99,7 @@ _LAZY = {
     "calibrate": "stemlab.calibration",
     "ValidationReport": "stemlab.experiments",
     "validate": "stemlab.experiments",
+    "plan": "stemlab.experiments",
 }
 
 

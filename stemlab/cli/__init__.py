@@ -6,12 +6,23 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from stemlab.cli import bench, calibrate, compare, demo, dlq, lab, run, simulate, validate
+from stemlab.cli import (
+    bench,
+    calibrate,
+    compare,
+    demo,
+    dlq,
+    lab,
+    plan,
+    run,
+    simulate,
+    validate,
+)
 from stemlab.errors import StemlabError
 
 __all__ = ["main"]
 
-SUBCOMMANDS = [compare, simulate, run, bench, calibrate, validate, dlq, demo, lab]
+SUBCOMMANDS = [compare, plan, simulate, run, bench, calibrate, validate, dlq, demo, lab]
 
 
 def build_parser() -> argparse.ArgumentParser:

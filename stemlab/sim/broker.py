@@ -205,6 +205,16 @@ class SimBroker:
             event.succeed(leases[0])
         self.arm()
 
+    def expire(self) -> None:
+        """Hand messages whose leases end now to idle consumers before a settle at this instant.
+
+        A lease ends AT its expiry instant (docs/contract.md); simpy orders
+        simultaneous events by insertion, so a worker's ack at exactly the
+        expiry calls this first to make the broker's expiry win every time.
+        """
+        if self.idle:
+            self.dispatch()
+
     def arm(self) -> None:
         """Make sure a blocking broker wakes its idle consumers at the next due/expiry instant."""
         if not self.idle:
