@@ -40,6 +40,7 @@ import numpy as np
 import simpy
 
 from stemlab.core.clock import from_epoch
+from stemlab.core.envelope import Envelope
 from stemlab.core.state import Lease
 from stemlab.errors import LeaseLost
 from stemlab.model.protocol import POLL_S, RENEW_FRACTION, retry_delay
@@ -87,7 +88,11 @@ class SimRun:
         self.resolved: set[str] = set()
         self.finished = self.env.event()
         self.counters = dict.fromkeys(COUNTERS, 0)
-        self.services: dict[tuple[str, int], float] = {}  # first service time per message
+        # first service time per message, keyed by the identity of its envelope (a
+        # redelivery hands back the very same object, a retry is a new one; Envelope is
+        # unhashable). The value keeps the envelope alive, so no id is ever reused; an
+        # ack drops the entry, so the map holds only messages still in play.
+        self.services: dict[int, tuple[Envelope, float]] = {}
         self._procs: list[Proc] = []
 
     def start(self) -> None:
@@ -139,7 +144,8 @@ class SimRun:
         state, queues, ops = broker.state, broker.queues, broker.ops
         claim_latency, ack_latency = broker.latency["claim"], broker.latency["ack"]
         vt, sweep, prefetch = broker.visibility_timeout, broker.sweep, scenario.prefetch
-        exec_rng, resolved = self.exec_rng, self.resolved
+        exec_rng, resolved, total = self.exec_rng, self.resolved, len(self.ids)
+        services = self.services
         renewing, step = scenario.lease_renewal, RENEW_FRACTION * broker.visibility_timeout
         max_deliveries = scenario.max_deliveries or math.inf
         same = scenario.redelivery_service == "same"
@@ -178,14 +184,15 @@ class SimRun:
                     continue
                 lease = renewed
 
-            task_id = lease.envelope.id
+            envelope = lease.envelope
+            task_id = envelope.id
             if same and lease.delivery_count > 1:
-                key = (task_id, lease.envelope.attempt)
-                plan = draw_execution(scenario, exec_rng, self.services.get(key))
+                first = services.get(id(envelope))
+                plan = draw_execution(scenario, exec_rng, first[1] if first else None)
             else:
                 plan = draw_execution(scenario, exec_rng)
-                if same:
-                    self.services[(task_id, lease.envelope.attempt)] = plan.service_s
+                if same:  # a redelivery carries this very envelope object
+                    services[id(envelope)] = (envelope, plan.service_s)
             ledger.started(task_id, env.now)
             outcome = plan.outcome
             work = plan.crash_after_s if outcome == "crash" else plan.service_s
@@ -212,6 +219,8 @@ class SimRun:
                 else:
                     ledger.acked(task_id, now)
                     resolved.add(task_id)
+                    if same:  # settled: no redelivery can follow
+                        services.pop(id(envelope), None)
                 if ops is not None:
                     ops.append(
                         (start, "ack", SIM_QUEUE, task_id, lease.envelope.priority, lat,
@@ -228,7 +237,8 @@ class SimRun:
                 generation += 1
                 consumer = self._open(index, generation)
                 continue
-            self._check_done()
+            if len(resolved) >= total and not self.finished.triggered:
+                self.finished.succeed()
 
     def _check_done(self) -> None:
         if len(self.resolved) >= len(self.ids) and not self.finished.triggered:
