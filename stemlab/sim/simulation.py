@@ -159,7 +159,8 @@ def _simulate(
     label: str | None,
     until: float | None,
 ) -> RunResult:
-    workload_rng, exec_rng, latency_rng = streams(seed, 3)
+    # the 4th stream (wake-up delays) leaves the first three exactly as they were
+    workload_rng, exec_rng, latency_rng, wake_rng = streams(seed, 4)
     workload = make_workload(scenario, workload_rng)
     env = simpy.Environment()
     model = SimBroker(
@@ -168,6 +169,7 @@ def _simulate(
         latency_rng,
         visibility_timeout=scenario.visibility_timeout,
         record_ops=record_ops,
+        wake_rng=wake_rng,
     )
     run = SimRun(scenario, model, workload, exec_rng, task_ids(scenario.tasks))
     run.start()

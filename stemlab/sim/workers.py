@@ -146,6 +146,7 @@ class SimRun:
         vt, sweep, prefetch = broker.visibility_timeout, broker.sweep, scenario.prefetch
         exec_rng, resolved, total = self.exec_rng, self.resolved, len(self.ids)
         services = self.services
+        wakeup = broker.wakeup
         renewing, step = scenario.lease_renewal, RENEW_FRACTION * broker.visibility_timeout
         max_deliveries = scenario.max_deliveries or math.inf
         same = scenario.redelivery_service == "same"
@@ -162,9 +163,12 @@ class SimRun:
                     if leases:
                         lease = leases[0]
                         broker.arm()
+                        granted = env.now
                     else:
                         lease = yield broker.wait(consumer)
-                    granted = env.now
+                        granted = env.now
+                        if wakeup is not None:  # the idle consumer still has to wake up
+                            yield env.timeout(wakeup())
                 else:
                     lease, granted = yield from self._poll(consumer, start)
                 lat = claim_latency()
