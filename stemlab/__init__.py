@@ -37,9 +37,16 @@ from stemlab.instrument import InstrumentedBroker, instrument
 
 if TYPE_CHECKING:
     from stemlab.calibration import calibrate, measure_task
-    from stemlab.experiments import ValidationReport, validate
+    from stemlab.experiments import ValidationReport, plan, validate
     from stemlab.live import run_live
-    from stemlab.model import BrokerProfile, RunResult, Scenario, compare, load_profile
+    from stemlab.model import (
+        BrokerProfile,
+        Replications,
+        RunResult,
+        Scenario,
+        compare,
+        load_profile,
+    )
     from stemlab.runtime import (
         ResultBackend,
         Stem,
@@ -67,6 +74,7 @@ __all__ = [
     "ManualClock",
     "QueueState",
     "ReplayResult",
+    "Replications",
     "ResultBackend",
     "RunResult",
     "Scenario",
@@ -86,6 +94,7 @@ __all__ = [
     "instrument",
     "load_profile",
     "measure_task",
+    "plan",
     "run_live",
     "simulate",
     "sweep",
@@ -95,6 +104,7 @@ __all__ = [
 # public name -> the module that defines it, imported on first access
 _LAZY = {
     "BrokerProfile": "stemlab.model",
+    "Replications": "stemlab.model",
     "RunResult": "stemlab.model",
     "Scenario": "stemlab.model",
     "compare": "stemlab.model",
@@ -112,6 +122,7 @@ _LAZY = {
     "ResultBackend": "stemlab.runtime",
     "connect_backend": "stemlab.runtime",
     "Worker": "stemlab.runtime",
+    "plan": "stemlab.experiments",
 }
 
 

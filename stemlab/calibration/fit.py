@@ -156,6 +156,6 @@ def wakeup(m: Measurements) -> dict[str, Any]:
     out = quantiles(extra)
     out["note"] = (
         "idle pickup after publish minus the median claim: notification and thread wake-up; "
-        "the simulator hands work to an idle consumer after one claim latency and omits this"
+        "the simulator adds a draw of this law to an idle consumer's pickup (stemlab.sim.broker)"
     )
     return out

@@ -14,6 +14,7 @@ from stemlab.cli import (
     demo,
     dlq,
     lab,
+    plan,
     run,
     simulate,
     validate,
@@ -23,7 +24,20 @@ from stemlab.errors import StemlabError
 
 __all__ = ["main"]
 
-SUBCOMMANDS = [compare, simulate, run, bench, calibrate, validate, dlq, demo, lab, worker, control]
+SUBCOMMANDS = [
+    compare,
+    plan,
+    simulate,
+    run,
+    bench,
+    calibrate,
+    validate,
+    dlq,
+    demo,
+    lab,
+    worker,
+    control,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from stemlab.model.distributions import Exponential
+from stemlab.model.replications import Replications
 from stemlab.model.result import RunResult
 from stemlab.model.scenario import Scenario, ScenarioError
 from stemlab.model.shipped import shipped_file, shipped_names
@@ -79,10 +81,17 @@ def _ms(value: float) -> str:
     return "-" if not math.isfinite(value) else f"{value * 1000:.2f}"
 
 
-def summary_table(results: list[RunResult], *, first: str = "run") -> str:
-    """One line per run: throughput, waits and end-to-end latency percentiles (ms), counts."""
+def summary_table(results: Sequence[RunResult | Replications], *, first: str = "run") -> str:
+    """One line per run: throughput, waits and end-to-end latency percentiles (ms), counts.
+
+    A `Replications` shows the means over its runs, and the table gains the
+    95 % half-widths of throughput and e2e p95 ("±").
+    """
     cols = ["throughput/s", "wait p50", "wait p95", "wait p99", "e2e p50", "e2e p95", "e2e p99"]
     cols += ["acked", "lost", "redeliv."]
+    replicated = any(isinstance(r, Replications) for r in results)
+    if replicated:
+        cols += ["± thr/s", "± e2e p95"]
     labels = [r.broker if first == "broker" else r.label for r in results]
     width = max([len(first), *map(len, labels)]) + 2
     lines = [f"{first:<{width}}" + "".join(f"{c:>13}" for c in cols)]
@@ -92,10 +101,22 @@ def summary_table(results: list[RunResult], *, first: str = "run") -> str:
         cells = [f"{thr:.1f}" if math.isfinite(thr) else "-"]
         cells += [_ms(float(s[k])) for k in ("wait_p50", "wait_p95", "wait_p99")]
         cells += [_ms(float(s[k])) for k in ("e2e_p50", "e2e_p95", "e2e_p99")]
-        cells += [str(s["acked"]), str(s["lost"]), str(s["redeliveries"])]
+        cells += [_count(s[k]) for k in ("acked", "lost", "redeliveries")]
+        if replicated and isinstance(result, Replications):
+            ci = result.summary_ci()
+            half = (ci["ci_high"] - ci["ci_low"]) / 2
+            cells += [f"{half['throughput']:.1f}", _ms(float(half["e2e_p95"]))]
+        elif replicated:
+            cells += ["-", "-"]
         lines.append(f"{label:<{width}}" + "".join(f"{c:>13}" for c in cells))
     lines.append("(latencies in ms; wait = started - enqueued, e2e = finished - enqueued)")
+    if replicated:
+        lines.append("(means over replications; ± = half-width of the 95 % interval)")
     return "\n".join(lines)
+
+
+def _count(value: float | int) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
 
 
 def summary_json(result: RunResult) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -11,8 +12,10 @@ from matplotlib.figure import Figure
 from stemlab.cli._common import add_scenario_args, load_scenario, out_dir, summary_table
 from stemlab.core.progress import Progress
 from stemlab.model.profile import load_profile
+from stemlab.model.replications import Replications
 from stemlab.model.result import RunResult, compare
 from stemlab.sim import simulate
+from stemlab.viz import latency_cdf
 
 __all__ = ["register", "run"]
 
@@ -34,6 +37,14 @@ def register(sub: Any) -> None:
         help=f"comma-separated profile names or JSON files (default: {DEFAULT_BROKERS})",
     )
     parser.add_argument(
+        "--replications",
+        "-r",
+        type=int,
+        default=1,
+        help="seeded replications per broker; > 1 reports means with 95 %% intervals "
+        "and draws bands (default: 1)",
+    )
+    parser.add_argument(
         "--out",
         "-o",
         default="stemlab-out",
@@ -48,15 +59,21 @@ def run(args: argparse.Namespace) -> int:
     if not names:
         raise ValueError("--brokers is empty")
     profiles = [load_profile(name) for name in names]  # fail before any work on a bad name
-    results: list[RunResult] = []
+    k = args.replications
+    if k < 1:
+        raise ValueError(f"--replications must be >= 1, got {k}")
+    results: list[RunResult | Replications] = []
     with Progress(len(profiles), "simulating", unit="broker") as bar:
         for profile in profiles:
             bar.note(profile.name)
-            results.append(simulate(scenario, profile, seed=args.seed, label=profile.name))
+            results.append(
+                simulate(scenario, profile, seed=args.seed, label=profile.name, replications=k)
+            )
             bar.advance()
+    reps = f", {k} replications" if k > 1 else ""
     print(
         f"{scenario.name}: {scenario.tasks} tasks, {scenario.arrival_rate:g}/s, "
-        f"{scenario.workers} workers, load {scenario.load:.2f}, seed {args.seed} (simulated)"
+        f"{scenario.workers} workers, load {scenario.load:.2f}, seed {args.seed}{reps} (simulated)"
     )
     print(summary_table(results, first="broker"))
     folder = out_dir(args.out)
@@ -70,8 +87,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def figure(results: list[RunResult], title: str) -> Figure:
-    """Wait and end-to-end latency CDFs of every run, side by side (log time axis)."""
+def figure(results: Sequence[RunResult | Replications], title: str) -> Figure:
+    """Wait and end-to-end latency CDFs of every run, side by side (log time axis).
+
+    With replications it is `stemlab.viz.latency_cdf` of the end-to-end
+    latency instead: each broker's mean curve and its 95 % band.
+    """
+    if any(isinstance(r, Replications) for r in results):
+        banded = latency_cdf(list(results), metric="e2e")
+        banded.suptitle(title)
+        return banded
+    runs = [r for r in results if isinstance(r, RunResult)]
     fig = Figure(figsize=(11.0, 4.0), layout="constrained")
     fig.suptitle(title)
     for ax, (metric, what) in zip(
@@ -79,7 +105,7 @@ def figure(results: list[RunResult], title: str) -> Figure:
         [("wait", "wait (started - enqueued)"), ("e2e", "end to end")],
         strict=True,
     ):
-        for result in results:
+        for result in runs:
             t = result.tasks
             if metric == "e2e":
                 t = t[t["outcome"] == "acked"]

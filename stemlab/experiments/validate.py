@@ -30,6 +30,7 @@ from stemlab.model.names import broker_name
 from stemlab.model.profile import BrokerProfile, load_profile
 from stemlab.model.result import RunResult
 from stemlab.model.scenario import Scenario
+from stemlab.model.stats import mean_ci
 from stemlab.sim import simulate
 
 if TYPE_CHECKING:
@@ -51,13 +52,18 @@ TARGETS = {"e2e_p50": 0.20, "e2e_p95": 0.20, "throughput": 0.10}
 COLUMNS = [
     "measured",
     "measured_sd",
+    "live_spread",
     "predicted",
     "predicted_sd",
     "rel_error",
     "rel_error_sd",
+    "within_spread",
     "target",
     "within_target",
 ]
+# live_spread: half-width of the 95 % interval of the measured mean, relative to it (how
+# much the live number itself is uncertain); within_spread: |rel_error| <= live_spread, i.e.
+# the prediction error is no bigger than the live runs' own noise (None with one replication).
 NAMESPACE = "stemlab-validate"  # used when validate opens the broker from a URL
 
 
@@ -95,13 +101,17 @@ class ValidationReport:
             paired = pred / meas - 1 if meas.size == pred.size else np.array([math.nan])
             target = TARGETS.get(metric, math.nan)
             error = p / m - 1 if m and math.isfinite(m) else math.nan
+            _, low, high, _, n = mean_ci(meas)
+            spread = (high - low) / 2 / abs(m) if n > 1 and m and math.isfinite(m) else math.nan
             rows[metric] = {
                 "measured": m,
                 "measured_sd": _nanstd(meas),
+                "live_spread": spread,
                 "predicted": p,
                 "predicted_sd": _nanstd(pred),
                 "rel_error": error,
                 "rel_error_sd": _nanstd(paired),
+                "within_spread": bool(abs(error) <= spread) if math.isfinite(spread) else None,
                 "target": target,
                 "within_target": bool(abs(error) <= target) if math.isfinite(target) else None,
             }
@@ -127,6 +137,7 @@ class ValidationReport:
                 f.at[metric, "measured"],
                 f.at[metric, "predicted"],
                 f.at[metric, "rel_error"],
+                f.at[metric, "live_spread"],
             )
         return out
 
@@ -138,7 +149,7 @@ class ValidationReport:
             f"load {self.scenario.load:.2f}, profile {self.profile.name!r} "
             f"({self.profile.meta.get('status', 'unknown')})",
             f"{'metric':<12}{'measured':>12}{'± sd':>9}{'predicted':>12}{'± sd':>9}"
-            f"{'error':>9}{'± sd':>8}  target",
+            f"{'error':>9}{'± sd':>8}{'live ±95%':>11}  target",
         ]
         for metric, r in f.iterrows():
             scale, unit = (1.0, "/s") if metric == "throughput" else (1000.0, "ms")
@@ -149,7 +160,8 @@ class ValidationReport:
                 f"{metric:<12}{r['measured'] * scale:>10.2f}{unit:<2}"
                 f"{r['measured_sd'] * scale:>7.2f}"
                 f"{r['predicted'] * scale:>12.2f}{r['predicted_sd'] * scale:>9.2f}"
-                f"{r['rel_error']:>+9.1%}{r['rel_error_sd']:>8.1%}  {verdict}"
+                f"{r['rel_error']:>+9.1%}{r['rel_error_sd']:>8.1%}{r['live_spread']:>11.1%}"
+                f"  {verdict}"
             )
         return "\n".join(lines)
 
@@ -296,11 +308,12 @@ def validate(
     return ValidationReport(scenario, name, chosen, live, sim, meta)
 
 
-def _cell(value: tuple[float, float, float], metric: str) -> str:
-    measured, predicted, error = value
+def _cell(value: tuple[float, float, float, float], metric: str) -> str:
+    measured, predicted, error, spread = value
     scale = 1.0 if metric == "throughput" else 1000.0
     digits = 1 if metric == "throughput" or measured * scale >= 10 else 2
-    text = f"{measured * scale:.{digits}f} / {predicted * scale:.{digits}f} ({error:+.0%})"
+    noise = f", live ±{spread:.0%}" if math.isfinite(spread) else ""
+    text = f"{measured * scale:.{digits}f} / {predicted * scale:.{digits}f} ({error:+.0%}{noise})"
     target = TARGETS.get(metric)
     if target is not None and not abs(error) <= target:
         text = f"**{text}**"
@@ -326,7 +339,8 @@ def fidelity_table(reports: Sequence[ValidationReport]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
-        "Each cell: measured / predicted (relative error of the prediction), means over the "
+        "Each cell: measured / predicted (relative error of the prediction, and the live "
+        "spread: the 95 % half-width of the measured mean, relative), means over the "
         "replications; bold = outside the target (e2e p50/p95 within 20 %, throughput within "
         "10 %). Load avg: the highest 1-minute load average seen during the live runs."
     )

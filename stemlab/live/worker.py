@@ -35,6 +35,8 @@ COUNTERS = (
     "lease_lost",
     "strays",
     "worker_errors",
+    "expired_skips",
+    "max_deliveries",
 )
 _MAX_ERRORS_KEPT = 20
 
@@ -58,6 +60,7 @@ class LiveRun:
     # run_live(app=..., task=...): the registered task, called with the task index, replaces
     # the service-time sleep (None: the synthetic sleep)
     call: Callable[[int], object] | None = None
+    services: dict[tuple[str, int], float] = field(default_factory=dict)
 
     def now(self) -> float:
         """Seconds since the scenario started."""
@@ -86,10 +89,19 @@ class LiveRun:
             self.ledger.delivered(task_id, self.now())
             return True
 
-    def start(self, task_id: str) -> Execution:
-        """Draw this execution's plan and record its start."""
+    def start(self, task_id: str, attempt: int = 0, delivery_count: int = 1) -> Execution:
+        """Draw this execution's plan and record its start.
+
+        With `redelivery_service="same"` a redelivery (delivery_count > 1)
+        reuses the service time its message's first execution drew here.
+        """
         with self.lock:
-            plan = draw_execution(self.scenario, self.exec_rng)
+            key = (task_id, attempt)
+            if self.scenario.redelivery_service == "same" and delivery_count > 1:
+                plan = draw_execution(self.scenario, self.exec_rng, self.services.get(key))
+            else:
+                plan = draw_execution(self.scenario, self.exec_rng)
+                self.services[key] = plan.service_s
             self.ledger.started(task_id, self.now())
             return plan
 
@@ -124,6 +136,7 @@ class Slot(threading.Thread):
         self.run_id = run_id
         self.generation = 0
         self.buffer: deque[Delivery] = deque()
+        self.renewed: dict[str, float] = {}  # receipt -> lease expiry (epoch s) after a renewal
 
     # ------------------------------------------------------------- lifecycle
     def _open(self) -> Consumer:
@@ -170,9 +183,23 @@ class Slot(threading.Thread):
     # ------------------------------------------------------------- executing
     def _execute(self, d: Delivery) -> bool:
         """Run one delivery to its end; True when the worker crashed (consumer must go)."""
+        try:
+            return self._execute_one(d)
+        finally:
+            self.renewed.pop(d.receipt, None)
+
+    def _execute_one(self, d: Delivery) -> bool:
+        """Refuse it (expired, over max_deliveries), renew it if it waited, then run it."""
         state = self.run_state
         task_id = d.envelope.id
-        plan = state.start(task_id)
+        refused = self._refuse(d)
+        if refused is not None:
+            return False
+        sc = state.scenario
+        waited = self._left(d) < (1 - RENEW_FRACTION) * sc.visibility_timeout
+        if sc.lease_renewal and waited and not self._renew(d):  # renew one that waited
+            return False
+        plan = state.start(task_id, d.envelope.attempt, d.delivery_count)
         if plan.outcome == "crash":
             if not self._work(d, plan.crash_after_s):
                 return False  # the run is over before the crash
@@ -196,6 +223,32 @@ class Slot(threading.Thread):
         state.count("failures")
         self._fail(d)
         return False
+
+    def _left(self, d: Delivery) -> float:
+        """Seconds left on the delivery's lease by this host's clock (inf without a lease)."""
+        expires = self.renewed.get(d.receipt)
+        if expires is None:
+            if d.lease_expires_at is None:
+                return float("inf")
+            expires = d.lease_expires_at.timestamp()
+        return expires - time.time()
+
+    def _refuse(self, d: Delivery) -> str | None:
+        """Why this delivery is not executed: "expired" (its lease ran out while it waited in
+        the buffer; the broker redelivers it) or "max-deliveries" (dead-lettered); None: run it.
+        """
+        state = self.run_state
+        if self._left(d) <= 0:
+            state.count("expired_skips")
+            return "expired"
+        limit = state.scenario.max_deliveries
+        if limit is not None and d.delivery_count > limit:
+            state.count("max_deliveries")
+            call = lambda x: state.broker.dead_letter(x, reason="max-deliveries")  # noqa: E731
+            if self._settle(call, d):
+                state.settled(d.envelope.id, "dead")
+            return "max-deliveries"
+        return None
 
     def _fail(self, d: Delivery) -> None:
         """The runtime retry path: retry later under the same id, or dead-letter for good."""
@@ -245,6 +298,9 @@ class Slot(threading.Thread):
                 return False
             if renewing and next_renew < end and time.monotonic() >= next_renew:
                 renewing = self._renew(d)
+                for held in tuple(self.buffer):  # the prefetched ones too
+                    if self._left(held) > 0:
+                        self._renew(held)
                 next_renew += interval
 
     def _work_call(self, d: Delivery, call: Callable[[int], object]) -> bool | None:
@@ -279,8 +335,12 @@ class Slot(threading.Thread):
         return not raised
 
     def _renew(self, d: Delivery) -> bool:
+        """Extend `d`'s lease by the visibility timeout; False (counted) on LeaseLost."""
         try:
-            self.run_state.broker.extend_lease(d, self.run_state.scenario.visibility_timeout)
+            expires = self.run_state.broker.extend_lease(
+                d, self.run_state.scenario.visibility_timeout
+            )
+            self.renewed[d.receipt] = expires.timestamp()
         except LeaseLost:
             self.run_state.count("lease_lost")
             return False

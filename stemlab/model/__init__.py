@@ -17,6 +17,7 @@ from stemlab.model.distributions import (
 )
 from stemlab.model.names import broker_name
 from stemlab.model.profile import BrokerProfile, load_profile
+from stemlab.model.replications import Replications
 from stemlab.model.result import RunResult, TaskLedger, compare
 from stemlab.model.scenario import Scenario
 
@@ -28,6 +29,7 @@ __all__ = [
     "Exponential",
     "LogNormal",
     "ProfileError",
+    "Replications",
     "RunResult",
     "Scenario",
     "ScenarioError",

@@ -10,10 +10,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+from stemlab.model.stats import mean_ci
+
+if TYPE_CHECKING:
+    from stemlab.model.replications import Replications
 
 __all__ = ["OP_COLUMNS", "SUMMARY_KEYS", "TASK_COLUMNS", "RunResult", "TaskLedger", "compare"]
 
@@ -180,6 +185,11 @@ class RunResult:
     duration_s: float = _NAN
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def timed_out(self) -> bool:
+        """The run hit its deadline (simulated `until` or run_live's `deadline`) unfinished."""
+        return bool(self.meta.get("timed_out", False))
+
     def summary(self) -> dict[str, float | int]:
         """Counts, throughput and latency percentiles (seconds), keys as in SUMMARY_KEYS."""
         t = self.tasks
@@ -214,15 +224,32 @@ class RunResult:
         )
 
 
-def compare(results: Iterable[RunResult] | Mapping[str, RunResult]) -> pd.DataFrame:
-    """One row per run, the summary's columns side by side, indexed by label."""
+def compare(
+    results: Iterable[RunResult | Replications] | Mapping[str, RunResult | Replications],
+) -> pd.DataFrame:
+    """One row per run, the summary's columns side by side, indexed by label.
+
+    Each item is a `RunResult` or a `Replications` (k seeded runs). When any
+    is a `Replications`, the summary columns are means over its runs and the
+    table gains `replications` and `<metric>_ci_low` / `<metric>_ci_high`
+    (95 % Student t; a single run's bounds are its value); otherwise the
+    columns are exactly as before.
+    """
     if isinstance(results, Mapping):
         items = list(results.items())
     else:
         items = [(r.label, r) for r in results]
+    replicated = any(not isinstance(r, RunResult) for _, r in items)
     rows = []
     for label, result in items:
         row: dict[str, Any] = {"run": label, "kind": result.kind, "broker": result.broker}
         row.update(result.summary())
+        if replicated:
+            runs = [result] if isinstance(result, RunResult) else list(result)
+            row["replications"] = len(runs)
+            summaries = [r.summary() for r in runs]
+            for key in SUMMARY_KEYS:
+                _, low, high, _, _ = mean_ci(float(s[key]) for s in summaries)
+                row[f"{key}_ci_low"], row[f"{key}_ci_high"] = low, high
         rows.append(row)
     return pd.DataFrame(rows).set_index("run")

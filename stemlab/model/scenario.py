@@ -11,7 +11,9 @@ from typing import Any
 from stemlab.errors import ScenarioError
 from stemlab.model.distributions import Distribution, Exponential, distribution_from_dict
 
-__all__ = ["Scenario", "ScenarioError"]
+__all__ = ["REDELIVERY_SERVICE", "Scenario", "ScenarioError"]
+
+REDELIVERY_SERVICE = ("same", "fresh")  # service time of a redelivered message
 
 
 def _check_number(name: str, value: Any, *, minimum: float, strict: bool) -> float:
@@ -31,7 +33,16 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 
 @dataclass
 class Scenario:
-    """A workload: Poisson arrivals, a service-time distribution, workers and failure modes."""
+    """A workload: Poisson arrivals, a service-time distribution, workers and failure modes.
+
+    `max_deliveries` (None = unlimited, the default, so existing scenarios keep
+    their numbers): a worker that receives delivery number `max_deliveries + 1`
+    of a message dead-letters it with reason "max-deliveries" instead of
+    executing it (like SQS's maxReceiveCount), so work that always outlives its
+    lease ends. `redelivery_service`: "same" (default) makes a redelivered
+    message take the service time its first execution drew (the task is the
+    same work); "fresh" draws a new one (the optimistic older model).
+    """
 
     name: str = "scenario"
     arrival_rate: float = 9.0
@@ -45,6 +56,8 @@ class Scenario:
     failure_probability: float = 0.0
     crash_probability: float = 0.0
     delay: Distribution | None = None
+    max_deliveries: int | None = None
+    redelivery_service: str = "same"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -74,6 +87,13 @@ class Scenario:
         if self.failure_probability + self.crash_probability >= 1:
             raise ScenarioError("failure_probability + crash_probability must be < 1")
         self.priority_weights = self._check_weights(self.priority_weights)
+        if self.max_deliveries is not None:
+            _check_int("max_deliveries", self.max_deliveries, 1)
+        if self.redelivery_service not in REDELIVERY_SERVICE:
+            raise ScenarioError(
+                f"redelivery_service must be one of {REDELIVERY_SERVICE}, "
+                f"got {self.redelivery_service!r}"
+            )
 
     @staticmethod
     def _check_weights(weights: Any) -> dict[int, float]:

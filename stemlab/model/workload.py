@@ -59,9 +59,18 @@ def make_workload(scenario: Scenario, rng: np.random.Generator) -> Workload:
     return Workload(arrivals, priorities, delays)
 
 
-def draw_execution(scenario: Scenario, rng: np.random.Generator) -> Execution:
-    """Draw one execution plan: service time, then crash, fail or succeed."""
+def draw_execution(
+    scenario: Scenario, rng: np.random.Generator, service_s: float | None = None
+) -> Execution:
+    """Draw one execution plan: service time, then crash, fail or succeed.
+
+    `service_s` (a redelivery with `redelivery_service="same"`) replaces the
+    drawn service time; the draw is still made, so the stream of draws, and
+    every later plan, is the same whichever choice the scenario makes.
+    """
     service = scenario.service_time.sample(rng)
+    if service_s is not None:
+        service = service_s
     u = rng.random()
     if u < scenario.crash_probability:
         return Execution(service, "crash", service * rng.random())

@@ -8,8 +8,12 @@ the state machine's; this module only decides *when* it is called:
   effect when the broker grants it and the delivery reaches the consumer one
   claim latency later.
 - pickup: a blocking (push / notify) broker hands a ready message to the
-  longest-waiting idle consumer at once; with a polling broker an idle
-  consumer asks again every `poll_interval`.
+  longest-waiting idle consumer at once, and that consumer gets it one
+  wake-up delay plus one claim latency later (the wake-up delay is the one
+  calibration measures and stores in `profile.meta["wakeup"]`: notification
+  and thread wake-up beyond a claim; none when a profile has no such
+  measurement, e.g. `ideal`); with a polling broker an idle consumer asks
+  again every `poll_interval`.
 - reclaim: with a sweep every `reclaim_interval` s an expired lease is only
   noticed at the next sweep; this is modelled by ending each lease on the
   sweep grid, which is exactly when such a broker would find it.
@@ -27,11 +31,11 @@ import simpy
 
 from stemlab.core.envelope import Envelope
 from stemlab.core.state import QueueState
-from stemlab.model.distributions import Constant, Distribution
+from stemlab.model.distributions import Constant, Distribution, Empirical
 from stemlab.model.profile import OPS, BrokerProfile
 from stemlab.model.protocol import QUEUE, RETRY_MAX, TASK_NAME
 
-__all__ = ["SIM_QUEUE", "EnvelopeFactory", "LatencyDraw", "SimBroker"]
+__all__ = ["SIM_QUEUE", "EnvelopeFactory", "LatencyDraw", "SimBroker", "wakeup_distribution"]
 
 SIM_QUEUE = QUEUE  # the queue run_live uses ("scenario")
 _BLOCK = 2048  # latency draws fetched per refill
@@ -105,6 +109,33 @@ class EnvelopeFactory:
         return env
 
 
+_WAKE_GRID = 200  # points of the inverse CDF rebuilt from the stored wake-up quantiles
+
+
+def wakeup_distribution(profile: BrokerProfile) -> Distribution | None:
+    """The idle-consumer wake-up delay calibration measured (`meta["wakeup"]`), or None.
+
+    Calibration stores quantiles of (idle pickup after publish - median claim):
+    p50, p95, p99 and max. They are joined into a piecewise-linear inverse CDF
+    from 0 (at probability 0) through each stored quantile, resampled on a
+    200-point grid; the negative part (a pickup quicker than the median claim)
+    is clipped to 0 because the claim latency already covers it.
+    """
+    info = profile.meta.get("wakeup") if isinstance(profile.meta, dict) else None
+    if not isinstance(info, dict) or not info.get("n"):
+        return None
+    probs, values = [0.0], [0.0]
+    for key, prob in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0)):
+        value = info.get(key)
+        if isinstance(value, int | float) and math.isfinite(value):
+            probs.append(prob)
+            values.append(max(float(value), values[-1], 0.0))
+    if len(probs) < 2 or values[-1] <= 0:
+        return None
+    grid = (np.arange(_WAKE_GRID) + 0.5) / _WAKE_GRID
+    return Empirical(np.interp(grid, probs, values).tolist())
+
+
 class SimBroker:
     """The queue state machine driven in simpy time, with the profile's costs."""
 
@@ -116,6 +147,7 @@ class SimBroker:
         *,
         visibility_timeout: float,
         record_ops: bool = True,
+        wake_rng: np.random.Generator | None = None,
     ) -> None:
         self.env = env
         self.profile = profile
@@ -128,6 +160,8 @@ class SimBroker:
         self.sweep = profile.reclaim_interval
         self.sweep_phase = float(rng.uniform(0.0, self.sweep)) if self.sweep else 0.0
         self.levels = profile.priority_levels
+        wake = wakeup_distribution(profile) if self.blocking else None
+        self.wakeup = LatencyDraw(wake, wake_rng or rng) if wake is not None else None
         self.idle: deque[tuple[simpy.Event, str]] = deque()
         self._timer_at = math.inf
         self.ops: list[tuple[Any, ...]] | None = [] if record_ops else None
@@ -204,6 +238,16 @@ class SimBroker:
             idle.popleft()
             event.succeed(leases[0])
         self.arm()
+
+    def expire(self) -> None:
+        """Hand messages whose leases end now to idle consumers before a settle at this instant.
+
+        A lease ends AT its expiry instant (docs/contract.md); simpy orders
+        simultaneous events by insertion, so a worker's ack at exactly the
+        expiry calls this first to make the broker's expiry win every time.
+        """
+        if self.idle:
+            self.dispatch()
 
     def arm(self) -> None:
         """Make sure a blocking broker wakes its idle consumers at the next due/expiry instant."""

@@ -11,6 +11,16 @@ settled, the consumer is dropped and the slot opens a fresh one. LeaseLost
 on a settle or renewal is counted, never fatal. The run ends when every task
 is acked or dead.
 
+Before executing a delivery the slot dead-letters it ("max-deliveries") when
+its delivery count exceeds `scenario.max_deliveries`, gives it up unexecuted
+when its lease has already run out while it waited in the buffer (counted in
+`expired_skips`; the broker redelivers it), and, with lease renewal, extends
+a lease that waited in the buffer longer than one heartbeat. Heartbeats
+extend every lease the slot holds (the one being worked on and the buffered
+ones). A lease ends AT its expiry instant: a settle at exactly that instant
+comes after the broker's own expiry handling (an idle consumer gets the
+message first), whatever order simpy happens to hold the two events in.
+
 Like run_live's slots, an idle slot calls `get(timeout=GET_TIMEOUT)` again
 and again; that decides which call a "get" row belongs to, how many empty
 gets there were, and caps a polling broker's effective poll interval (it
@@ -20,14 +30,17 @@ written out in `slot` because it runs once per task and sets the speed.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Generator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import simpy
 
 from stemlab.core.clock import from_epoch
+from stemlab.core.envelope import Envelope
 from stemlab.core.state import Lease
 from stemlab.errors import LeaseLost
 from stemlab.model.protocol import POLL_S, RENEW_FRACTION, retry_delay
@@ -39,7 +52,16 @@ from stemlab.sim.broker import SIM_QUEUE, EnvelopeFactory, SimBroker
 __all__ = ["COUNTERS", "GET_TIMEOUT", "SimRun"]
 
 GET_TIMEOUT = POLL_S  # how long one idle get() blocks in run_live's slots
-COUNTERS = ("crashes", "failures", "retries", "renewals", "lease_lost", "empty_gets")
+COUNTERS = (
+    "crashes",
+    "failures",
+    "retries",
+    "renewals",
+    "lease_lost",
+    "empty_gets",
+    "expired_skips",
+    "max_deliveries",
+)
 
 Proc = Generator[simpy.Event, Any, Any]
 
@@ -66,6 +88,11 @@ class SimRun:
         self.resolved: set[str] = set()
         self.finished = self.env.event()
         self.counters = dict.fromkeys(COUNTERS, 0)
+        # first service time per message, keyed by the identity of its envelope (a
+        # redelivery hands back the very same object, a retry is a new one; Envelope is
+        # unhashable). The value keeps the envelope alive, so no id is ever reused; an
+        # ack drops the entry, so the map holds only messages still in play.
+        self.services: dict[int, tuple[Envelope, float]] = {}
         self._procs: list[Proc] = []
 
     def start(self) -> None:
@@ -118,6 +145,11 @@ class SimRun:
         claim_latency, ack_latency = broker.latency["claim"], broker.latency["ack"]
         vt, sweep, prefetch = broker.visibility_timeout, broker.sweep, scenario.prefetch
         exec_rng, resolved, total = self.exec_rng, self.resolved, len(self.ids)
+        services = self.services
+        wakeup = broker.wakeup
+        renewing, step = scenario.lease_renewal, RENEW_FRACTION * broker.visibility_timeout
+        max_deliveries = scenario.max_deliveries or math.inf
+        same = scenario.redelivery_service == "same"
         generation = 0
         consumer = self._open(index, generation)
         buffer: deque[Lease] = deque()
@@ -131,9 +163,12 @@ class SimRun:
                     if leases:
                         lease = leases[0]
                         broker.arm()
+                        granted = env.now
                     else:
                         lease = yield broker.wait(consumer)
-                    granted = env.now
+                        granted = env.now
+                        if wakeup is not None:  # the idle consumer still has to wake up
+                            yield env.timeout(wakeup())
                 else:
                     lease, granted = yield from self._poll(consumer, start)
                 lat = claim_latency()
@@ -144,14 +179,29 @@ class SimRun:
             if prefetch > 1 and len(buffer) < prefetch:
                 yield from self._top_up(consumer, buffer)
             lease = buffer.popleft()
+            if lease.expires_at <= env.now or lease.delivery_count > max_deliveries:
+                yield from self._refuse(lease, consumer)
+                continue
+            if renewing and lease.expires_at - env.now < vt - step:
+                renewed = yield from self._extend(lease, consumer)  # it waited in the buffer
+                if renewed is None:
+                    continue
+                lease = renewed
 
-            task_id = lease.envelope.id
-            plan = draw_execution(scenario, exec_rng)
+            envelope = lease.envelope
+            task_id = envelope.id
+            if same and lease.delivery_count > 1:
+                first = services.get(id(envelope))
+                plan = draw_execution(scenario, exec_rng, first[1] if first else None)
+            else:
+                plan = draw_execution(scenario, exec_rng)
+                if same:  # a redelivery carries this very envelope object
+                    services[id(envelope)] = (envelope, plan.service_s)
             ledger.started(task_id, env.now)
             outcome = plan.outcome
             work = plan.crash_after_s if outcome == "crash" else plan.service_s
-            if scenario.lease_renewal:
-                yield from self._work_renewing(lease, consumer, work)
+            if renewing:
+                yield from self._work_renewing(lease, consumer, work, buffer)
             elif work > 0:
                 yield env.timeout(work)
 
@@ -163,6 +213,8 @@ class SimRun:
                     yield env.timeout(lat)
                 now = env.now
                 error: str | None = None
+                if now >= lease.expires_at:
+                    broker.expire()  # the broker's expiry comes first at the same instant
                 try:
                     state.ack(lease.token, now)
                 except LeaseLost:  # the lease expired and another delivery took it
@@ -171,6 +223,8 @@ class SimRun:
                 else:
                     ledger.acked(task_id, now)
                     resolved.add(task_id)
+                    if same:  # settled: no redelivery can follow
+                        services.pop(id(envelope), None)
                 if ops is not None:
                     ops.append(
                         (start, "ack", SIM_QUEUE, task_id, lease.envelope.priority, lat,
@@ -189,6 +243,34 @@ class SimRun:
                 continue
             if len(resolved) >= total and not self.finished.triggered:
                 self.finished.succeed()
+
+    def _check_done(self) -> None:
+        if len(self.resolved) >= len(self.ids) and not self.finished.triggered:
+            self.finished.succeed()
+
+    def _refuse(self, lease: Lease, consumer: str) -> Proc:
+        """Do not execute a delivery: over `max_deliveries` (dead-letter it) or already expired."""
+        if lease.expires_at <= self.env.now:  # the broker takes it back; someone redoes it
+            self.counters["expired_skips"] += 1
+            return
+        self.counters["max_deliveries"] += 1
+        if (yield from self._settle("dead_letter", lease, consumer, reason="max-deliveries")):
+            self.ledger.dead(lease.envelope.id, self.env.now)
+            self.resolved.add(lease.envelope.id)
+            self._check_done()
+
+    def _extend(self, lease: Lease, consumer: str) -> Generator[simpy.Event, Any, Lease | None]:
+        """Renew a lease that waited in the buffer, now (a heartbeat before it starts).
+
+        The call's latency is paid before the execution starts; None: LeaseLost.
+        """
+        env, broker = self.env, self.broker
+        start = env.now
+        lat = broker.latency["extend"]()
+        renewed = self._renew(lease, consumer, start, lat)
+        if lat:
+            yield env.timeout(lat)
+        return renewed
 
     def _open(self, index: int, generation: int) -> str:
         """`consume` under a fresh consumer name (a subscription: no latency is modelled)."""
@@ -255,38 +337,53 @@ class SimRun:
             buffer.append(leases[0])
             self._received(leases[0], consumer, start, start)
 
-    def _work_renewing(self, lease: Lease, consumer: str, work: float) -> Proc:
-        """Work while a heartbeat extends the lease at k * RENEW_FRACTION * vt (k = 1, 2, ...).
+    def _work_renewing(
+        self, lease: Lease, consumer: str, work: float, buffer: deque[Lease]
+    ) -> Proc:
+        """Work while a heartbeat extends the leases at k * RENEW_FRACTION * vt (k = 1, 2, ...).
 
         The heartbeat runs beside the work, so its latency does not delay the
-        task; the extension takes effect at the heartbeat instant.
+        task; an extension takes effect at the heartbeat instant (when the
+        call is sent). Each heartbeat renews the lease being worked on and
+        every lease waiting in the slot's prefetch buffer.
         """
         env, broker = self.env, self.broker
-        vt = broker.visibility_timeout
-        step = RENEW_FRACTION * vt
+        step = RENEW_FRACTION * broker.visibility_timeout
         latency = broker.latency["extend"]
-        left, renewing = work, True
+        left = work
+        live: Lease | None = lease
         while left > step:
             yield env.timeout(step)
             left -= step
-            if not renewing:
-                continue
             now = env.now
-            lat = latency()
-            try:
-                broker.state.extend(lease.token, now, broker.lease_for(now, vt), consumer)
-                ok, error = True, None
-                self.counters["renewals"] += 1
-            except LeaseLost:
-                ok, error, renewing = False, "LeaseLost", False
-                self.counters["lease_lost"] += 1
-            broker.arm()
-            broker.record(
-                now, "extend_lease", lease.envelope.id, lease.envelope.priority, lat,
-                ok, error, consumer, lease.delivery_count,
-            )  # fmt: skip
+            if live is not None:
+                live = self._renew(live, consumer, now, latency())
+            for i, held in enumerate(buffer):
+                if held.expires_at > now:  # an expired one is refused when its turn comes
+                    renewed = self._renew(held, consumer, now, latency())
+                    buffer[i] = renewed if renewed is not None else held
         if left > 0:
             yield env.timeout(left)
+
+    def _renew(self, lease: Lease, consumer: str, now: float, lat: float) -> Lease | None:
+        """`extend` by the visibility timeout at `now`, recorded; the renewed lease, or None."""
+        broker = self.broker
+        vt = broker.visibility_timeout
+        renewed: Lease | None = None
+        try:
+            expires = broker.state.extend(lease.token, now, broker.lease_for(now, vt), consumer)
+            ok, error = True, None
+            self.counters["renewals"] += 1
+            renewed = replace(lease, expires_at=expires)
+        except LeaseLost:
+            ok, error = False, "LeaseLost"
+            self.counters["lease_lost"] += 1
+        broker.arm()
+        broker.record(
+            now, "extend_lease", lease.envelope.id, lease.envelope.priority, lat,
+            ok, error, consumer, lease.delivery_count,
+        )  # fmt: skip
+        return renewed
 
     def _settle(self, op: str, lease: Lease, consumer: str, **kwargs: Any) -> Proc:
         """ack / dead_letter through the state machine after the call's latency."""
@@ -295,6 +392,8 @@ class SimRun:
         lat = broker.latency[op]()
         if lat:
             yield env.timeout(lat)
+        if env.now >= lease.expires_at:
+            broker.expire()  # the broker's expiry comes first at the same instant
         try:
             getattr(broker.state, op)(lease.token, env.now, **kwargs)
             ok, error = True, None

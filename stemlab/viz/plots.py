@@ -22,13 +22,19 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from stemlab.model.replications import Replications
 from stemlab.model.result import RunResult
 from stemlab.viz.style import MS, broker_colour, integer_ticks, latency_axis, mean_ci
 
 __all__ = ["Results", "latency_cdf", "queue_depth", "redeliveries_over_time", "wait_by_priority"]
 
 Results = (
-    RunResult | Sequence[RunResult] | Mapping[str, RunResult] | Mapping[str, Sequence[RunResult]]
+    RunResult
+    | Replications
+    | Sequence[RunResult | Replications]
+    | Mapping[str, RunResult]
+    | Mapping[str, Sequence[RunResult]]
+    | Mapping[str, Replications]
 )
 _SIZE = (7.0, 4.0)
 _STYLES = ("-", "--", ":", "-.")
@@ -50,15 +56,20 @@ class _Group:
         return len(self.runs) > 1
 
 
+def _runs(result: RunResult | Replications | Sequence[RunResult]) -> list[RunResult]:
+    """The runs of one legend entry: a run, or the replications of one configuration."""
+    return [result] if isinstance(result, RunResult) else list(result)
+
+
 def _groups(results: Results) -> list[_Group]:
     """Legend entries from any accepted shape, each with its broker's colour and a style."""
     items: list[tuple[str, list[RunResult]]]
-    if isinstance(results, RunResult):
-        items = [(results.label, [results])]
+    if isinstance(results, RunResult | Replications):
+        items = [(results.label, _runs(results))]
     elif isinstance(results, Mapping):
-        items = [(str(k), [v] if isinstance(v, RunResult) else list(v)) for k, v in results.items()]
+        items = [(str(k), _runs(v)) for k, v in results.items()]
     else:
-        items = [(r.label, [r]) for r in results]
+        items = [(r.label, _runs(r)) for r in results]
     seen: dict[str, int] = {}
     groups = []
     for label, runs in items:

@@ -20,6 +20,8 @@ from matplotlib.axes import Axes
 from matplotlib.axis import Axis
 from matplotlib.ticker import Formatter, LogLocator, MaxNLocator
 
+from stemlab.model.stats import t95
+
 __all__ = [
     "BROKER_COLOURS",
     "FALLBACK_COLOURS",
@@ -119,22 +121,6 @@ class _Blank(Formatter):
 
     def __call__(self, x: float, pos: int | None = None) -> str:
         return ""
-
-
-# two-sided 97.5 % Student t quantiles for 1..30 degrees of freedom
-_T975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-)  # fmt: skip
-
-
-def t95(n: int) -> float:
-    """The multiplier of the standard error for a 95 % interval of a mean of `n` values."""
-    if n < 2:
-        return math.nan
-    df = n - 1
-    return _T975[df - 1] if df <= len(_T975) else 1.96
 
 
 def mean_ci(

@@ -141,3 +141,37 @@ def test_validate_prints_the_fidelity_table(tmp_path: Path, scenario_file: Path)
     assert (out / "profile-memory.json").exists()
     proc = stemlab_cmd("validate", "memory://", "sqlite:///x.db", "-s", "tiny", "-p", "memory")
     one_line_error(proc, contains="--profile applies to one URL")
+
+
+def test_compare_with_replications_reports_intervals(tmp_path: Path) -> None:
+    proc = stemlab_cmd(
+        "compare", "--tasks", "300", "-r", "3", "-b", "ideal,redis", "-o", str(tmp_path)
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "3 replications" in proc.stdout and "± e2e p95" in proc.stdout
+    csv = (tmp_path / "compare-short-tasks.csv").read_text()
+    assert "e2e_p95_ci_low" in csv.splitlines()[0]
+    assert (tmp_path / "compare-short-tasks.png").stat().st_size > 0
+
+
+def test_plan_prints_a_table_and_a_verdict_quickly(tmp_path: Path) -> None:
+    import time
+
+    wall = time.perf_counter()
+    proc = stemlab_cmd("plan", "-o", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert time.perf_counter() - wall < 30
+    lines = proc.stdout.strip().splitlines()
+    assert "headroom" in lines[1] and "saturation/s" in lines[1]
+    for broker in ("memory", "sqlite", "redis", "postgres"):
+        assert any(line.split()[0] == broker for line in lines[2:6])
+    assert "e2e_p95 <= 250 ms with the fewest workers" in lines[-2]
+    assert (tmp_path / "plan.csv").read_text().startswith("broker,workers,meets")
+
+
+def test_plan_takes_slos_and_reports_unreachable_ones() -> None:
+    proc = stemlab_cmd("plan", "-s", "light-mmc", "--slo", "e2e_p95=0.05", "-b", "ideal",
+                       "--workers", "1-6")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "no broker meets e2e_p95 <= 50 ms within 6 workers" in proc.stdout
+    one_line_error(stemlab_cmd("plan", "--slo", "p95"), contains="METRIC=VALUE")

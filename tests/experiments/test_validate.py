@@ -56,6 +56,19 @@ def test_report_frame_has_every_metric_and_finite_errors(report: ValidationRepor
     assert frame.loc["wait_p50":"wait_p99", "target"].isna().all()
 
 
+def test_report_gives_the_live_spread_next_to_the_error(report: ValidationReport) -> None:
+    """Issue #12: the 95 % half-width of the measured mean (relative) sits beside the
+    prediction error, and within_spread says whether the error is inside that noise."""
+    frame = report.frame
+    for metric in METRICS:
+        row = frame.loc[metric]
+        sd, m = row["measured_sd"], row["measured"]
+        assert row["live_spread"] == pytest.approx(12.706 * sd / math.sqrt(2) / m)  # t(1)
+        assert row["within_spread"] == (abs(row["rel_error"]) <= row["live_spread"])
+    assert "live ±95%" in report.table()
+    assert "live ±" in fidelity_table([report])
+
+
 def test_report_holds_matching_runs(report: ValidationReport) -> None:
     assert len(report.live) == len(report.sim) == 2
     assert [r.kind for r in report.live] == ["live", "live"]

@@ -20,7 +20,12 @@ ZERO = {op: Constant(0.0) for op in ("publish", "claim", "ack", "extend")}
 
 
 def long_work(renewal: bool) -> Scenario:
-    """Light load (rho = 0.15), service Exp(0.6 s) against a 1 s lease: ~19 % outlive it."""
+    """Light load (rho = 0.15), service Exp(0.6 s) against a 1 s lease: ~19 % outlive it.
+
+    Redeliveries draw a fresh service time here (the p / (1 - p) formula below
+    assumes it); with the default "same" a task that outlives its lease once
+    outlives it every time (see test_issue12_leases.py).
+    """
     return Scenario(
         name="long",
         arrival_rate=1.0,
@@ -29,6 +34,7 @@ def long_work(renewal: bool) -> Scenario:
         workers=4,
         visibility_timeout=1.0,
         lease_renewal=renewal,
+        redelivery_service="fresh",
     )
 
 
@@ -171,8 +177,10 @@ def test_prefetched_deliveries_expire_in_the_buffer() -> None:
         workers=4,
         prefetch=4,
         visibility_timeout=1.0,
+        redelivery_service="fresh",  # "same" would retake the 8 % longer than 1 s forever
     )
     result = simulate(sc, "ideal", seed=1)
+    assert result.meta["expired_skips"] > 0  # expired in the buffer: given up, not started
     assert result.summary()["duplicates"] > 0
     assert result.summary()["lost"] == 0
 
@@ -194,7 +202,7 @@ def test_a_polling_brokers_pickup_wait_shows_its_poll_interval() -> None:
     wait 0; only the rare arrival during the 10 ms of work waits at all).
     """
     polling = load_profile("sqlite").with_overrides(latency=ZERO, poll_interval=0.05)
-    blocking = load_profile("redis").with_overrides(latency=ZERO)
+    blocking = load_profile("redis").with_overrides(latency=ZERO, meta={})  # no wake-up either
     pw = _waits(simulate(light(), polling, seed=1))
     bw = _waits(simulate(light(), blocking, seed=1))
     assert pw.mean() == pytest.approx(0.025, rel=0.2)
@@ -207,7 +215,8 @@ def test_a_polling_brokers_pickup_wait_shows_its_poll_interval() -> None:
 def test_shipped_profiles_pickup_sqlite_polls_redis_is_woken() -> None:
     """Shipped profiles: SQLite waits ~ poll/2 + publish + claim (about 3.5 ms, +- 30 %).
 
-    Redis is woken at once, so it waits far less."""
+    Redis is woken at once, so it waits far less: a publish, the calibrated wake-up of
+    an idle consumer (p50 62 us, p99 1.5 ms) and a claim."""
     profile = load_profile("sqlite")
     assert profile.poll_interval is not None
     expected = (
@@ -217,7 +226,8 @@ def test_shipped_profiles_pickup_sqlite_polls_redis_is_woken() -> None:
     redis = _waits(simulate(light(), "redis", seed=2))
     assert sqlite.mean() == pytest.approx(expected, rel=0.3)
     assert redis.mean() < sqlite.mean() / 3
-    assert np.quantile(redis, 0.95) < 0.001  # woken at once: publish + claim latency only
+    assert np.quantile(redis, 0.5) < 0.001  # woken at once: publish + wake-up + claim
+    assert np.quantile(redis, 0.95) < 0.0025
 
 
 def test_a_slots_get_timeout_caps_the_effective_poll_interval() -> None:

@@ -30,6 +30,8 @@ DESIGN_FIELDS = [
     "failure_probability",
     "crash_probability",
     "delay",
+    "max_deliveries",
+    "redelivery_service",
 ]
 
 
@@ -47,6 +49,8 @@ def full() -> Scenario:
         failure_probability=0.1,
         crash_probability=0.05,
         delay=Empirical([0.0, 0.5, 1.0]),
+        max_deliveries=5,
+        redelivery_service="fresh",
     )
 
 
@@ -112,6 +116,9 @@ def test_save_and_load_file(tmp_path: Path) -> None:
         ({"delay": "soon"}, "delay"),
         ({"lease_renewal": "yes"}, "lease_renewal"),
         ({"name": ""}, "name"),
+        ({"max_deliveries": 0}, "max_deliveries"),
+        ({"max_deliveries": 2.5}, "max_deliveries"),
+        ({"redelivery_service": "new"}, "redelivery_service"),
     ],
 )
 def test_invalid_scenarios_are_refused_naming_the_field(
