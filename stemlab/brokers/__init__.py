@@ -19,6 +19,8 @@ SCHEMES: dict[str, tuple[str, str, str | None]] = {
     "rediss": ("stemlab.brokers.redis", "RedisBroker", "redis"),
     "postgresql": ("stemlab.brokers.postgres", "PostgresBroker", "postgres"),
     "postgres": ("stemlab.brokers.postgres", "PostgresBroker", "postgres"),
+    "amqp": ("stemlab.brokers.amqp", "AmqpBroker", "amqp"),
+    "amqps": ("stemlab.brokers.amqp", "AmqpBroker", "amqp"),
 }
 
 

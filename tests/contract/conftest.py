@@ -9,6 +9,7 @@ Adapters plug in by adding one entry to ADAPTERS.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ import pytest
 
 import stemlab
 from stemlab import Broker
-from tests.conftest import POSTGRES_URL, REDIS_URL, require_service
+from tests.conftest import AMQP_URL, POSTGRES_URL, REDIS_URL, require_service
 
 Factory = Callable[..., Broker]
 # injector(broker, queue, raw_bytes): write undecodable bytes straight into that
@@ -118,12 +119,64 @@ def _clean_postgres_namespaces() -> Iterator[None]:
         _POSTGRES_NAMESPACES.clear()
 
 
+# RabbitMQ namespaces opened during the current test; every queue and exchange this
+# process declared in them is deleted afterwards (the adapter remembers its names).
+_AMQP_NAMESPACES: set[str] = set()
+
+
+def amqp_factory(namespace: str, tmp_path: Path, **options: Any) -> Broker:
+    url = require_service("amqp", AMQP_URL)
+    _AMQP_NAMESPACES.add(namespace)
+    return stemlab.connect(url, namespace=namespace, **options)
+
+
+def amqp_injector(broker: Broker, queue: str, raw: bytes) -> None:
+    """Store `raw` as a ready message of `queue`, bypassing the envelope codec."""
+    broker.publish_raw(queue, raw)  # type: ignore[attr-defined]
+
+
+def amqp_url(namespace: str, tmp_path: Path) -> tuple[str, dict[str, Any]]:
+    _AMQP_NAMESPACES.add(namespace)
+    return require_service("amqp", AMQP_URL), {"namespace": namespace}
+
+
+def delete_amqp_namespaces(url: str, namespaces: list[str]) -> None:
+    """Delete every queue and exchange this process declared in `namespaces`."""
+    import pika
+
+    from stemlab.brokers.amqp.link import declared
+
+    names = sorted(n for ns in namespaces for n in declared(ns))
+    if not names:
+        return
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        ch = conn.channel()
+        for kind, name in names:
+            if kind == "queue":
+                ch.queue_delete(name)
+            else:
+                ch.exchange_delete(name)
+    finally:
+        conn.close()
+
+
+@pytest.fixture(autouse=True)
+def _clean_amqp_namespaces() -> Iterator[None]:
+    yield
+    if _AMQP_NAMESPACES:
+        delete_amqp_namespaces(AMQP_URL, sorted(_AMQP_NAMESPACES))
+        _AMQP_NAMESPACES.clear()
+
+
 ADAPTERS: dict[str, Factory] = {
     "memory": memory_factory,
     "sqlite": sqlite_factory,
     "redis": redis_factory,
     "postgres": postgres_factory,
 }
+if os.environ.get("STEMLAB_CONTRACT_AMQP") == "1":  # until the adapter passes the whole suite
+    ADAPTERS["amqp"] = amqp_factory
 
 
 def sqlite_injector(broker: Broker, queue: str, raw: bytes) -> None:
@@ -148,6 +201,7 @@ INJECTORS: dict[str, Injector] = {
     "sqlite": sqlite_injector,
     "redis": redis_injector,
     "postgres": postgres_injector,
+    "amqp": amqp_injector,
 }
 
 # adapter name -> url_for(namespace, tmp_path) -> (url, options): how a child process
@@ -164,6 +218,7 @@ ADAPTER_URLS: dict[str, UrlFactory] = {
     "sqlite": sqlite_url,
     "redis": redis_url,
     "postgres": postgres_url,
+    "amqp": amqp_url,
 }
 
 
