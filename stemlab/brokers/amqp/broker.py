@@ -48,7 +48,7 @@ from stemlab.core.receipts import TEXT, Receipts, store_id
 from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
 from stemlab.errors import EnvelopeError, LeaseLost, StemlabError
 
-__all__ = ["AmqpBroker", "header", "message_props"]
+__all__ = ["AmqpBroker", "header", "hold", "message_props", "release_hold", "stamp"]
 
 RECLAIM_DELAY = 0.1  # RabbitMQ expires a lease queue's message within milliseconds
 _DELAY_BUCKET_MS = 10  # wait queues are per 10 ms of delay, rounded up (never early)
@@ -59,6 +59,33 @@ _settled_order: deque[str] = deque()
 _casts_lock = threading.Lock()
 _MAX_SETTLED = 100_000
 _HEX = re.compile(r"[0-9a-f]+")
+
+# Leases held by consumers of this process: token -> the holder's {token: queue} map, so
+# a settle here frees the prefetch slot at once (settles elsewhere are found by probing).
+_holders: dict[str, dict[str, str]] = {}
+_holders_lock = threading.Lock()
+_last_stamp = 0.0
+
+
+def hold(token: str, queue: str, held: dict[str, str]) -> None:
+    with _holders_lock:
+        held[token] = queue
+        _holders[token] = held
+
+
+def release_hold(token: str) -> None:
+    with _holders_lock:
+        held = _holders.pop(token, None)
+        if held is not None:
+            held.pop(token, None)
+
+
+def stamp() -> float:
+    """Now, strictly after the previous stamp of this process (FIFO across queues)."""
+    global _last_stamp
+    with _holders_lock:
+        _last_stamp = max(time.time(), _last_stamp + 1e-6)
+        return _last_stamp
 
 
 def header(props: pika.BasicProperties, key: str, default: str = "") -> str:
@@ -138,9 +165,8 @@ class AmqpBroker(Broker):
 
     def _publish_many(self, envelopes: list[Envelope]) -> None:
         with self._lock, translate(self.where):
-            now = time.time()
             for envelope in envelopes:
-                self._put(envelope, 0, now)
+                self._put(envelope, 0, stamp())
 
     def _put(self, envelope: Envelope, n: int, now: float) -> None:
         """Publish one envelope (confirmed) to its ready queue, or a wait queue if delayed."""
@@ -245,21 +271,25 @@ class AmqpBroker(Broker):
         """
         lease = self.names.lease(queue, token)
         with self._lock:
-            ch = self.link.channel("tx")
+            # An ack publishes nothing: taking the message with auto-ack is the whole settle.
+            ch = self.link.channel("admin" if action == "ack" else "tx")
             try:
                 with translate(self.where):
-                    method, props, raw = ch.basic_get(lease)
+                    method, props, raw = ch.basic_get(lease, auto_ack=action == "ack")
             except StemlabError as exc:
                 if lease_lost(exc):
                     raise_lease_lost(queue)
                 raise
             with translate(self.where):
-                if method is not None:
+                if method is not None and action == "ack":
+                    result = 0.0
+                elif method is not None:
                     result = self._apply(
                         ch, queue, token, action, method, props, raw, by, reason, meta, body
                     )
                     ch.tx_commit()
                 else:
+                    ch = self.link.channel("tx")
                     with self.link.locked():
                         found = self._find_expired(ch, queue, token)
                         if found is None:
@@ -271,7 +301,8 @@ class AmqpBroker(Broker):
                         )
                         ch.tx_commit()
                 if action != "extend":
-                    self.link.delete(lease)
+                    release_hold(token)
+                    self.link.delete(lease, wait=False)
             return result
 
     def _find_expired(
@@ -309,7 +340,7 @@ class AmqpBroker(Broker):
         meta: dict[str, Any] | None,
         body: bytes | None,
     ) -> float:
-        now = time.time()
+        now = stamp()
         n = int(header(props, "sl-n", "1"))
         priority = props.priority or 0
         result = 0.0
@@ -457,7 +488,7 @@ class AmqpBroker(Broker):
                     now = time.time()
                     not_before = from_epoch(now + delay) if delay else None
                     for _, entry in picked:
-                        self._put(replace(entry.envelope, not_before=not_before), 0, now)
+                        self._put(replace(entry.envelope, not_before=not_before), 0, stamp())
                     scan = self.link.channel("scan")
                     for tag, _ in picked:
                         scan.basic_ack(tag)

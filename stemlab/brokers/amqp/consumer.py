@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 
-from stemlab.brokers.amqp.broker import AmqpBroker, header, message_props
+from stemlab.brokers.amqp.broker import AmqpBroker, header, hold, message_props, release_hold
 from stemlab.brokers.amqp.link import Link, translate
 from stemlab.core.consumer import Cast, Claim, StoreConsumer
 from stemlab.core.envelope import Envelope
@@ -124,7 +124,7 @@ class AmqpConsumer(StoreConsumer):
         if len(self._held) >= self.prefetch:
             for token, queue in list(self._held.items()):
                 if not self.link.count(self.names.lease(queue, token)):
-                    self._held.pop(token, None)
+                    release_hold(token)
         return self.prefetch - len(self._held)
 
     def _claim(self) -> Claim | None:
@@ -152,7 +152,7 @@ class AmqpConsumer(StoreConsumer):
         expires = time.time() + vt
         lease = self.names.lease(queue, token)
         ready = self.names.ready(queue)
-        self.link.declare_lease(lease, ready)
+        self.link.declare_lease(lease, ready, on=ch)
         index = self.names.index(queue)
         if index not in self._index_known:
             self.link.declare(index)
@@ -166,8 +166,8 @@ class AmqpConsumer(StoreConsumer):
         ch.tx_commit()
         old = header(props, "sl-lease")
         if old:
-            self.link.delete(self.names.lease(queue, old))  # the expired lease is stale now
-        self._held[token] = queue
+            self.link.delete(self.names.lease(queue, old), wait=False)  # stale now
+        hold(token, queue, self._held)
         return Claim((queue, token), queue, payload, n, expires)
 
     # ------------------------------------------------------------- the rest
@@ -184,7 +184,6 @@ class AmqpConsumer(StoreConsumer):
         raw = claim.payload
         text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
         body = Envelope(name="<undecodable>", args={"raw": text}, queue=queue).to_json().encode()
-        self._held.pop(token, None)
         self.amqp.settle_token(
             queue, token, "dead", reason="undecodable", meta={"error": str(error)}, body=body
         )
@@ -192,7 +191,7 @@ class AmqpConsumer(StoreConsumer):
     def _release(self, claims: list[Claim]) -> None:
         for claim in claims:
             token = str(claim.fields[1])
-            self._held.pop(token, None)
+            release_hold(token)
             with contextlib.suppress(LeaseLost):
                 self.amqp.settle_token(str(claim.fields[0]), token, "release")
 

@@ -237,15 +237,23 @@ class Link:
     def declare_ready(self, name: str) -> None:
         self.declare(name, {"x-max-priority": 10})
 
-    def declare_lease(self, name: str, ready: str) -> None:
-        self.declare(
-            name,
-            {
-                "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": ready,
-                "x-expires": _LEASE_QUEUE_TTL_MS,
-            },
-        )
+    def declare_lease(self, name: str, ready: str, on: BlockingChannel | None = None) -> None:
+        """Declare a lease queue; with `on`, without waiting, ahead of `on`'s next frames.
+
+        The server handles one channel's frames in order, so a lease declared on the
+        channel that then publishes into it exists before the publish arrives.
+        """
+        arguments = {
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": ready,
+            "x-expires": _LEASE_QUEUE_TTL_MS,
+        }
+        if on is None:
+            self.declare(name, arguments)
+            return
+        _remember(self.opts.namespace, "queue", name)
+        with translate(self.where):
+            on._impl.queue_declare(name, durable=True, arguments=arguments)  # nowait
 
     def declare_wait(self, name: str, ready: str, ms: int) -> None:
         self.declare(
@@ -275,9 +283,15 @@ class Link:
                 return None
             raise
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, *, wait: bool = True) -> None:
+        """Delete a queue (a missing one is fine); `wait=False` sends it and goes on."""
         with translate(self.where):
-            self.channel("admin").queue_delete(name)
+            ch = self.channel("admin")
+            if wait:
+                ch.queue_delete(name)
+            else:
+                ch._impl.queue_delete(name)  # nowait: no reply to wait for
+                self.conn.process_data_events(time_limit=0)  # flush it out
 
     # ------------------------------------------------------------------ lock
     @contextlib.contextmanager
