@@ -9,7 +9,6 @@ Adapters plug in by adding one entry to ADAPTERS.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -174,9 +173,8 @@ ADAPTERS: dict[str, Factory] = {
     "sqlite": sqlite_factory,
     "redis": redis_factory,
     "postgres": postgres_factory,
+    "amqp": amqp_factory,
 }
-if os.environ.get("STEMLAB_CONTRACT_AMQP") == "1":  # until the adapter passes the whole suite
-    ADAPTERS["amqp"] = amqp_factory
 
 
 def sqlite_injector(broker: Broker, queue: str, raw: bytes) -> None:

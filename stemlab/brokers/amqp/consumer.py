@@ -57,6 +57,7 @@ class AmqpConsumer(StoreConsumer):
         self._wake = threading.Event()
         self._held = _held_by(broker.receipts.store, broker.namespace, name)
         self._sub: str | None = None
+        self._spares: dict[str, str] = {}  # queue -> token of a lease queue made ahead
         try:
             with translate(self.link.where):
                 for queue in queues:
@@ -105,6 +106,7 @@ class AmqpConsumer(StoreConsumer):
         """Our connection was lost (e.g. closed by the server): open a new one, resubscribe."""
         self.link.reconnect()
         self._sub = None
+        self._spares.clear()  # possibly never created; an unused one expires with x-expires
         self._index_known.clear()
         self._subscribe()
 
@@ -147,12 +149,15 @@ class AmqpConsumer(StoreConsumer):
             vt = payload.visibility_timeout or vt
         except (EnvelopeError, TypeError, ValueError):
             pass
-        token = uuid.uuid4().hex
+        # The lease queue was usually declared (without waiting) after the previous claim
+        # from this queue, so the server created it meanwhile; declaring it again here is
+        # one quick round trip that guarantees it exists before we publish into it.
+        token = self._spares.pop(queue, None) or uuid.uuid4().hex
         n = int(header(props, "sl-n", "0")) + 1
         expires = time.time() + vt
         lease = self.names.lease(queue, token)
         ready = self.names.ready(queue)
-        self.link.declare_lease(lease, ready, on=ch)
+        self.link.declare_lease(lease, ready)
         index = self.names.index(queue)
         if index not in self._index_known:
             self.link.declare(index)
@@ -168,6 +173,11 @@ class AmqpConsumer(StoreConsumer):
         if old:
             self.link.delete(self.names.lease(queue, old), wait=False)  # stale now
         hold(token, queue, self._held)
+        spare = self._spares[queue] = uuid.uuid4().hex
+        self.link.declare_lease(
+            self.names.lease(queue, spare), ready, on=self.link.channel("admin")
+        )
+        self.link.conn.process_data_events(time_limit=0)  # send it now: created while we work
         return Claim((queue, token), queue, payload, n, expires)
 
     # ------------------------------------------------------------- the rest
@@ -196,5 +206,9 @@ class AmqpConsumer(StoreConsumer):
                 self.amqp.settle_token(str(claim.fields[0]), token, "release")
 
     def _closed_store(self) -> None:
+        with contextlib.suppress(StemlabError):
+            for queue, spare in self._spares.items():
+                self.link.delete(self.names.lease(queue, spare))
+        self._spares.clear()
         with contextlib.suppress(StemlabError):
             self.link.close()
