@@ -134,18 +134,37 @@ def amqp_injector(broker: Broker, queue: str, raw: bytes) -> None:
     broker.publish_raw(queue, raw)  # type: ignore[attr-defined]
 
 
+# Namespaces handed to child processes: what they declared is found by listing the
+# server's queues (rabbitmqctl, when installed) and keeping the namespace's prefix.
+_AMQP_SHARED: set[str] = set()
+
+
 def amqp_url(namespace: str, tmp_path: Path) -> tuple[str, dict[str, Any]]:
     _AMQP_NAMESPACES.add(namespace)
+    _AMQP_SHARED.add(namespace)
     return require_service("amqp", AMQP_URL), {"namespace": namespace}
 
 
+def _listed_queues(namespaces: set[str]) -> set[tuple[str, str]]:
+    import shutil
+    import subprocess
+
+    if not namespaces or shutil.which("rabbitmqctl") is None:
+        return set()
+    out = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "name"], capture_output=True, text=True, timeout=60
+    ).stdout
+    return {("queue", n) for n in out.split() if n.split(".", 1)[0] in namespaces}
+
+
 def delete_amqp_namespaces(url: str, namespaces: list[str]) -> None:
-    """Delete every queue and exchange this process declared in `namespaces`."""
+    """Delete every queue and exchange declared in `namespaces` (see `_AMQP_SHARED`)."""
     import pika
 
     from stemlab.brokers.amqp.link import declared
 
-    names = sorted(n for ns in namespaces for n in declared(ns))
+    found = {n for ns in namespaces for n in declared(ns)}
+    names = sorted(found | _listed_queues(_AMQP_SHARED & set(namespaces)))
     if not names:
         return
     conn = pika.BlockingConnection(pika.URLParameters(url))
@@ -166,6 +185,7 @@ def _clean_amqp_namespaces() -> Iterator[None]:
     if _AMQP_NAMESPACES:
         delete_amqp_namespaces(AMQP_URL, sorted(_AMQP_NAMESPACES))
         _AMQP_NAMESPACES.clear()
+        _AMQP_SHARED.clear()
 
 
 ADAPTERS: dict[str, Factory] = {
