@@ -143,6 +143,7 @@ def test_consumer_connection_closed_by_the_server_mid_drain_loses_nothing(
     broker.publish_many([env(f"m{i}", visibility_timeout=2.0) for i in range(total)])
     consumer = broker.consume("q", prefetch=4, consumer="fault-drain")
     name = consumer.connection_name  # type: ignore[attr-defined]
+    first = consumer.link.conn  # type: ignore[attr-defined]
     pid = _connection_pid(name)
     assert pid is not None, f"connection {name} not listed by rabbitmqctl"
     acked: set[str] = set()
@@ -178,6 +179,7 @@ def test_consumer_connection_closed_by_the_server_mid_drain_loses_nothing(
         killer.join()
         consumer.close()
     assert closed.is_set()
+    assert consumer.link.conn is not first, "the consumer never saw its connection closed"  # type: ignore[attr-defined]
     assert acked == {f"m{i}" for i in range(total)}
     assert counts(broker) == (0, 0, 0, 0)
-    print(f"\nclosed after >= 40 acks; {deliveries} deliveries for {total} messages")
+    print(f"\nclosed after >= 40 acks, reconnected; {deliveries} deliveries for {total} messages")
