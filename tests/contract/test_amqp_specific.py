@@ -118,6 +118,37 @@ def test_delays_fall_due_on_the_server_with_no_consumer(ab: MakeAmqp) -> None:
     assert wait_until(lambda: counts(broker) == (1, 0, 0, 0), 3.0)
 
 
+def test_long_delays_hop_and_are_counted_as_delayed_until_due(
+    ab: MakeAmqp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stemlab.brokers.amqp.broker as amqp_broker
+
+    monkeypatch.setattr(amqp_broker, "MAX_HOP_MS", 200)  # 30 days in production
+    broker = ab()
+    broker.publish(env("later", not_before=in_seconds(1.0)))
+    for _ in range(3):  # each hop brings it back early: counted (and put back) as delayed
+        time.sleep(0.25)
+        assert counts(broker) == (0, 0, 1, 0)
+    assert wait_until(lambda: counts(broker) == (1, 0, 0, 0), 3.0)
+
+
+def test_long_delays_hop_and_are_never_delivered_early(
+    ab: MakeAmqp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stemlab.brokers.amqp.broker as amqp_broker
+
+    monkeypatch.setattr(amqp_broker, "MAX_HOP_MS", 200)
+    broker = ab()
+    due = in_seconds(1.0)
+    broker.publish(env("later", not_before=due))
+    with broker.consume("q") as consumer:
+        d = take(consumer, 4.0)
+        assert d.envelope.name == "later" and d.delivery_count == 1
+        assert time.time() >= due.timestamp()
+        broker.ack(d)
+    assert counts(broker) == (0, 0, 0, 0)
+
+
 def _connection_pid(name: str) -> str | None:
     out = subprocess.run(
         ["rabbitmqctl", "-q", "list_connections", "pid", "client_properties"],

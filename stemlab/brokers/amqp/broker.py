@@ -4,12 +4,14 @@ Layout per namespace `ns` and queue `q` (design and limits in docs/rabbitmq.md):
 
 * `ns.r.q`: the ready queue (`x-max-priority` 10: higher first, FIFO within a level);
 * `ns.w.q.<ms>`: wait queues for delays, `x-message-ttl` <ms> and a dead-letter
-  route back to `ns.r.q`, so delays fall due on the server with no consumer running;
+  route back to `ns.r.q`, so delays fall due on the server with no consumer running
+  (at most 30 days a hop: longer delays come back early and are delayed again);
 * `ns.l.q.<token>`: one lease queue per delivery, holding the leased message with a
   per-message expiration of the lease and a dead-letter route back to `ns.r.q`.
   The token is the fencing token: any client settles by taking the message out of
   that queue (basic.get, then a transaction publishing its successor and acking it);
-* `ns.i.q`: an index of the lease tokens and wait delays in use, read by counts and purge;
+* `ns.i.q`: an index of the lease tokens, wait delays and hops in use, read by counts
+  and purge;
 * `ns.d.q`: dead letters, oldest first; `ns.x.<channel>`: fanout exchange per channel.
 
 Scans (counts, purge, dead-letter reads, a settle after expiry) drain a queue and
@@ -48,10 +50,23 @@ from stemlab.core.receipts import TEXT, Receipts, store_id
 from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
 from stemlab.errors import EnvelopeError, LeaseLost, StemlabError
 
-__all__ = ["AmqpBroker", "header", "hold", "message_props", "release_hold", "stamp"]
+__all__ = [
+    "AmqpBroker",
+    "Holding",
+    "delay_into",
+    "early",
+    "header",
+    "hold",
+    "message_props",
+    "release_hold",
+    "stamp",
+]
 
 RECLAIM_DELAY = 0.1  # RabbitMQ expires a lease queue's message within milliseconds
 _DELAY_BUCKET_MS = 10  # wait queues are per 10 ms of delay, rounded up (never early)
+# RabbitMQ refuses a TTL or x-expires above 2^32 - 1 ms (~49.7 days): longer delays hop
+# through 30-day wait queues, back to the ready queue and on (see `delay_into`).
+MAX_HOP_MS = 30 * 24 * 3600 * 1000
 
 # Broadcast receipts settled by this process: a second settle is LeaseLost.
 _settled_casts: set[str] = set()
@@ -62,22 +77,41 @@ _HEX = re.compile(r"[0-9a-f]+")
 
 # Leases held by consumers of this process: token -> the holder's {token: queue} map, so
 # a settle here frees the prefetch slot at once (settles elsewhere are found by probing).
-_holders: dict[str, dict[str, str]] = {}
+_holders: dict[str, Holding] = {}
+# Leases that ran out while held here: token -> the holder, so a late extend_lease re-leases
+# only into a free slot of the consumer it was leased to (bounded, oldest dropped first).
+_lapsed: dict[str, Holding] = {}
+_MAX_LAPSED = 100_000
 _holders_lock = threading.Lock()
 _last_stamp = 0.0
 
 
-def hold(token: str, queue: str, held: dict[str, str]) -> None:
+class Holding(dict[str, str]):
+    """token -> queue of the leases held by consumers of one name; `cap` is their prefetch."""
+
+    cap: int = 1
+
+
+def hold(token: str, queue: str, held: Holding) -> None:
     with _holders_lock:
         held[token] = queue
         _holders[token] = held
+        _lapsed.pop(token, None)
 
 
-def release_hold(token: str) -> None:
+def release_hold(token: str, *, expired: bool = False) -> None:
+    """The lease `token` no longer takes a slot; `expired`: it ran out (a late extend may
+    take a free slot of the same holder again)."""
     with _holders_lock:
         held = _holders.pop(token, None)
         if held is not None:
             held.pop(token, None)
+            if expired:
+                _lapsed[token] = held
+                if len(_lapsed) > _MAX_LAPSED:
+                    _lapsed.pop(next(iter(_lapsed)))
+        else:
+            _lapsed.pop(token, None)
 
 
 def stamp() -> float:
@@ -95,12 +129,21 @@ def header(props: pika.BasicProperties, key: str, default: str = "") -> str:
 
 
 def message_props(
-    priority: int, n: int, ready_at: float, *, lease: str = "", expires_ms: int | None = None
+    priority: int,
+    n: int,
+    ready_at: float,
+    *,
+    lease: str = "",
+    expires_ms: int | None = None,
+    due: float | None = None,
 ) -> pika.BasicProperties:
-    """Properties of a queue message: priority, delivery count so far, when it became ready."""
+    """Properties of a queue message: priority, delivery count so far, when it became ready
+    (`due`: a long delay's `not_before`, when a hop brings it back before then)."""
     headers: dict[str, Any] = {"sl-n": n, "sl-ready": repr(ready_at)}
     if lease:
         headers["sl-lease"] = lease
+    if due is not None:
+        headers["sl-due"] = repr(due)
     return pika.BasicProperties(
         delivery_mode=2,
         priority=priority,
@@ -108,6 +151,40 @@ def message_props(
         expiration=None if expires_ms is None else str(expires_ms),
         content_type="application/json",
     )
+
+
+def early(props: pika.BasicProperties, now: float) -> float | None:
+    """The `not_before` of a message back in its ready queue from a hop before it is due."""
+    due = header(props, "sl-due")
+    return float(due) if due and float(due) > now else None
+
+
+def delay_into(
+    link: Link,
+    ch: BlockingChannel,
+    queue: str,
+    index: str,
+    body: bytes,
+    priority: int,
+    n: int,
+    due: float,
+    now: float,
+) -> None:
+    """Publish a message due at `due` into its wait queue (declared; `index` must exist).
+
+    A delay beyond `MAX_HOP_MS` waits `MAX_HOP_MS` and carries `sl-due`: back in the
+    ready queue early, it is delayed again for the rest (by a claim or a count), and an
+    index record `h:<when back>` tells counts to look for it.
+    """
+    ms = math.ceil((due - now) * 1000 / _DELAY_BUCKET_MS) * _DELAY_BUCKET_MS
+    hop = min(ms, MAX_HOP_MS)
+    wait = link.names.wait(queue, hop)
+    link.declare_wait(wait, link.names.ready(queue), hop)  # every time: resets x-expires
+    ch.basic_publish("", index, f"w:{hop}".encode())
+    if hop < ms:
+        ch.basic_publish("", index, f"h:{now + hop / 1000!r}".encode())
+    props = message_props(priority, n, due, due=due if hop < ms else None)
+    ch.basic_publish("", wait, body, props)
 
 
 class AmqpBroker(Broker):
@@ -178,11 +255,8 @@ class AmqpBroker(Broker):
         if due is None or due <= now:
             ch.basic_publish("", ready, body, message_props(envelope.priority, n, now))
             return
-        ms = math.ceil((due - now) * 1000 / _DELAY_BUCKET_MS) * _DELAY_BUCKET_MS
-        wait = self.names.wait(queue, ms)
-        self.link.declare_wait(wait, ready, ms)  # every time: it resets the queue's x-expires
-        ch.basic_publish("", self._ensure(self.names.index(queue)), f"w:{ms}".encode())
-        ch.basic_publish("", wait, body, message_props(envelope.priority, n, due))
+        index = self._ensure(self.names.index(queue))
+        delay_into(self.link, ch, queue, index, body, envelope.priority, n, due, now)
 
     def publish_raw(self, queue: str, raw: bytes) -> None:
         """Store raw bytes as a ready message of `queue` (tests of undecodable payloads)."""
@@ -289,6 +363,7 @@ class AmqpBroker(Broker):
                     )
                     ch.tx_commit()
                 else:
+                    held = self._rehold(queue, token) if action == "extend" else None
                     ch = self.link.channel("tx")
                     with self.link.locked():
                         found = self._find_expired(ch, queue, token)
@@ -300,10 +375,29 @@ class AmqpBroker(Broker):
                             ch, queue, token, action, method, props, raw, by, reason, meta, body
                         )
                         ch.tx_commit()
+                    if held is not None:
+                        hold(token, queue, held)
                 if action != "extend":
                     release_hold(token)
                     self.link.delete(lease, wait=False)
             return result
+
+    def _rehold(self, queue: str, token: str) -> Holding | None:
+        """For a late extend: the consumer (of this process) the lease ran out at, if it has a
+        free prefetch slot; `LeaseLost` if it has none. None when it was leased elsewhere."""
+        with _holders_lock:
+            held = _holders.get(token) or _lapsed.get(token)
+        if held is None or token in held:
+            return None
+        if len(held) >= held.cap:
+            for other, other_queue in list(held.items()):
+                if not self.link.count(self.names.lease(other_queue, other)):
+                    release_hold(other, expired=True)
+        if len(held) >= held.cap:
+            raise LeaseLost(
+                f"the lease ran out and its consumer's {held.cap} prefetch slot(s) are taken"
+            )
+        return held
 
     def _find_expired(
         self, ch: BlockingChannel, queue: str, token: str
@@ -371,28 +465,33 @@ class AmqpBroker(Broker):
     # -------------------------------------------------------------- counting
     def _counts(self, queue: str) -> tuple[int, int, int]:
         with self._lock, translate(self.where), self.link.locked():
-            inflight, delayed = self._scan_index(queue, purge=False)
+            inflight, delayed, back = self._scan_index(queue, purge=False)
+            if back:
+                delayed += self._redelay_early(queue)
             pending = self.link.count(self.names.ready(queue)) or 0
             return pending, inflight, delayed
 
     def _purge(self, queue: str) -> int:
         with self._lock, translate(self.where), self.link.locked():
-            purged = sum(self._scan_index(queue, purge=True))
+            purged = sum(self._scan_index(queue, purge=True)[:2])
             ready = self.names.ready(queue)
             if self.link.count(ready) is not None:
                 purged += int(self.link.channel("admin").queue_purge(ready).method.message_count)
             return purged
 
-    def _scan_index(self, queue: str, *, purge: bool) -> tuple[int, int]:
-        """(leased, delayed) messages of `queue` through its index; `purge` removes them.
+    def _scan_index(self, queue: str, *, purge: bool) -> tuple[int, int, bool]:
+        """(leased, delayed, back) of `queue` through its index; `purge` removes them.
 
-        Records of queues that are gone are dropped and duplicates merged.
+        `back`: a long delay's hop may have brought a message back to the ready queue
+        before it is due. Records of queues that are gone are dropped, duplicates merged.
         """
         index = self.names.index(queue)
         if self.link.count(index) is None:
-            return 0, 0
+            return 0, 0, False
         ch = self.link.channel("scan")
         leased = delayed = 0
+        back = False
+        now = time.time()
         seen: set[str] = set()
         try:
             records = []
@@ -405,6 +504,12 @@ class AmqpBroker(Broker):
             records.sort(key=lambda r: not r[1].startswith("w:"))
             for tag, record in records:
                 kind, _, key = record.partition(":")
+                if kind == "h":
+                    when = _float(key)
+                    if purge or when is None or when + 1.0 < now:
+                        ch.basic_ack(tag)  # that hop is back and was (or is now) seen to
+                    back = back or (not purge and when is not None and when <= now)
+                    continue
                 if record in seen or kind not in ("l", "w") or (kind == "w" and not key.isdigit()):
                     ch.basic_ack(tag)
                     continue
@@ -427,7 +532,35 @@ class AmqpBroker(Broker):
                     delayed += found
         finally:
             self.link.drop("scan")  # records not acked go back
-        return leased, delayed
+        return leased, delayed, back
+
+    def _redelay_early(self, queue: str) -> int:
+        """Delay again the messages a hop brought back to the ready queue before they are due
+        (consumers do the same as they claim); how many."""
+        ready = self.names.ready(queue)
+        if self.link.count(ready) is None:
+            return 0
+        index = self._ensure(self.names.index(queue))
+        ch = self.link.channel("tx")
+        moved = 0
+        others = []
+        now = stamp()
+        while True:
+            method, props, raw = ch.basic_get(ready)
+            if method is None:
+                break
+            due = early(props, now)
+            if due is None:
+                others.append(method.delivery_tag)
+                continue
+            n = int(header(props, "sl-n", "0"))
+            delay_into(self.link, ch, queue, index, raw, props.priority or 0, n, due, now)
+            ch.basic_ack(method.delivery_tag)
+            moved += 1
+        for tag in others:
+            ch.basic_reject(tag, requeue=True)  # back in place at commit
+        ch.tx_commit()
+        return moved
 
     def _empty(self, name: str, *, delete: bool) -> int:
         admin = self.link.channel("admin")
@@ -506,6 +639,13 @@ class AmqpBroker(Broker):
             finally:
                 self.link.drop("scan")
         return len(picked)
+
+
+def _float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _entry(queue: str, props: pika.BasicProperties, raw: bytes) -> DeadLetterEntry:

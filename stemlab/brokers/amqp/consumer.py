@@ -19,7 +19,16 @@ import threading
 import time
 import uuid
 
-from stemlab.brokers.amqp.broker import AmqpBroker, header, hold, message_props, release_hold
+from stemlab.brokers.amqp.broker import (
+    AmqpBroker,
+    Holding,
+    delay_into,
+    early,
+    header,
+    hold,
+    message_props,
+    release_hold,
+)
 from stemlab.brokers.amqp.link import Link, translate
 from stemlab.core.consumer import Cast, Claim, StoreConsumer
 from stemlab.core.envelope import Envelope
@@ -27,14 +36,14 @@ from stemlab.errors import BrokerUnavailable, EnvelopeError, LeaseLost, StemlabE
 
 __all__ = ["AmqpConsumer"]
 
-_held: dict[tuple[str, str, str], dict[str, str]] = {}
+_held: dict[tuple[str, str, str], Holding] = {}
 _held_lock = threading.Lock()
 
 
-def _held_by(store: str, namespace: str, name: str) -> dict[str, str]:
+def _held_by(store: str, namespace: str, name: str) -> Holding:
     """token -> queue of the leases held by consumers of this name (shared in the process)."""
     with _held_lock:
-        return _held.setdefault((store, namespace, name), {})
+        return _held.setdefault((store, namespace, name), Holding())
 
 
 class AmqpConsumer(StoreConsumer):
@@ -64,6 +73,7 @@ class AmqpConsumer(StoreConsumer):
                     self.link.declare_ready(self.names.ready(queue))
                 self._index_known: set[str] = set()
             super().__init__(broker, queues, channels, prefetch, name)
+            self._held.cap = self.prefetch
             self._subscribe()
         except BaseException:
             self.link.close()
@@ -126,17 +136,31 @@ class AmqpConsumer(StoreConsumer):
         if len(self._held) >= self.prefetch:
             for token, queue in list(self._held.items()):
                 if not self.link.count(self.names.lease(queue, token)):
-                    release_hold(token)
+                    release_hold(token, expired=True)
         return self.prefetch - len(self._held)
 
     def _claim(self) -> Claim | None:
         ch = self.link.channel("tx")
         heads = []
+        redelayed = False
+        now = time.time()
         for queue in self.queues:
             method, props, raw = ch.basic_get(self.names.ready(queue))
-            if method is not None:
+            if method is None:
+                continue
+            due = early(props, now)
+            if due is None:
                 heads.append((queue, method, props, raw))
+                continue
+            # a long delay's hop brought it back before its not_before: delay it again
+            n = int(header(props, "sl-n", "0"))
+            index = self._index(queue)
+            delay_into(self.link, ch, queue, index, raw, props.priority or 0, n, due, now)
+            ch.basic_ack(method.delivery_tag)
+            redelayed = True
         if not heads:
+            if redelayed:
+                ch.tx_commit()
             return None
         heads.sort(key=lambda h: (-(h[2].priority or 0), float(header(h[2], "sl-ready", "0"))))
         queue, method, props, raw = heads[0]
@@ -158,10 +182,7 @@ class AmqpConsumer(StoreConsumer):
         lease = self.names.lease(queue, token)
         ready = self.names.ready(queue)
         self.link.declare_lease(lease, ready)
-        index = self.names.index(queue)
-        if index not in self._index_known:
-            self.link.declare(index)
-            self._index_known.add(index)
+        index = self._index(queue)
         leased = message_props(
             props.priority or 0, n, expires, lease=token, expires_ms=max(1, math.ceil(vt * 1000))
         )
@@ -179,6 +200,13 @@ class AmqpConsumer(StoreConsumer):
         )
         self.link.conn.process_data_events(time_limit=0)  # send it now: created while we work
         return Claim((queue, token), queue, payload, n, expires)
+
+    def _index(self, queue: str) -> str:
+        index = self.names.index(queue)
+        if index not in self._index_known:
+            self.link.declare(index)
+            self._index_known.add(index)
+        return index
 
     # ------------------------------------------------------------- the rest
     def _wait(self, seconds: float) -> bool:
