@@ -21,6 +21,8 @@ SCHEMES: dict[str, tuple[str, str, str | None]] = {
     "rediss+streams": ("stemlab.brokers.redis_streams", "RedisStreamsBroker", "redis"),
     "postgresql": ("stemlab.brokers.postgres", "PostgresBroker", "postgres"),
     "postgres": ("stemlab.brokers.postgres", "PostgresBroker", "postgres"),
+    "amqp": ("stemlab.brokers.amqp", "AmqpBroker", "amqp"),
+    "amqps": ("stemlab.brokers.amqp", "AmqpBroker", "amqp"),
 }
 
 

@@ -1,7 +1,7 @@
 """Which profile name a live broker goes by: the short name of its adapter.
 
 Profiles in `data/profiles/` are named after the adapters ("memory", "sqlite",
-"redis", "postgres"), so naming a broker is model knowledge; it needs no
+"redis", "postgres", "rabbitmq"), so naming a broker is model knowledge; it needs no
 adapter imported, only the convention that adapters live in
 `stemlab.brokers.<name>` ("_" in a package name reads "-": `redis_streams` is
 "redis-streams").
@@ -14,6 +14,8 @@ from stemlab.core.broker import Broker
 __all__ = ["broker_name", "unwrap"]
 
 _ADAPTERS = "stemlab.brokers."
+# adapter packages named after their protocol go by the server's name
+_SERVER_NAMES = {"amqp": "rabbitmq"}
 
 
 def unwrap(broker: Broker) -> Broker:
@@ -25,12 +27,13 @@ def unwrap(broker: Broker) -> Broker:
 
 
 def broker_name(broker: Broker) -> str:
-    """The adapter's short name ("memory", "redis", "redis-streams", ...), else its class name.
+    """The adapter's short name ("memory", "redis", "redis-streams", "rabbitmq", ...).
 
-    A wrapper is looked through, so an instrumented Redis broker is "redis".
+    Else its class name. A wrapper is looked through, so an instrumented Redis broker is "redis".
     """
     cls = type(unwrap(broker))
     module = cls.__module__
     if module.startswith(_ADAPTERS):
-        return module[len(_ADAPTERS) :].split(".")[0].replace("_", "-")
+        name = module[len(_ADAPTERS) :].split(".")[0].replace("_", "-")
+        return _SERVER_NAMES.get(name, name)
     return cls.__name__

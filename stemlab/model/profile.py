@@ -34,7 +34,7 @@ __all__ = [
 
 # Operations with a latency distribution; the first four are required.
 OPS = ("publish", "claim", "ack", "extend", "nack", "dead_letter")
-BROKER_NAMES = ("ideal", "memory", "sqlite", "redis", "redis-streams", "postgres")
+BROKER_NAMES = ("ideal", "memory", "sqlite", "redis", "redis-streams", "postgres", "rabbitmq")
 PICKUPS = ("blocking", "polling")
 _SCOPES = ("process", "host", "cluster", None)
 

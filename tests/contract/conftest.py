@@ -18,7 +18,7 @@ import pytest
 
 import stemlab
 from stemlab import Broker
-from tests.conftest import POSTGRES_URL, REDIS_URL, require_service
+from tests.conftest import AMQP_URL, POSTGRES_URL, REDIS_URL, require_service
 
 Factory = Callable[..., Broker]
 # injector(broker, queue, raw_bytes): write undecodable bytes straight into that
@@ -135,12 +135,83 @@ def _clean_postgres_namespaces() -> Iterator[None]:
         _POSTGRES_NAMESPACES.clear()
 
 
+# RabbitMQ namespaces opened during the current test; every queue and exchange this
+# process declared in them is deleted afterwards (the adapter remembers its names).
+_AMQP_NAMESPACES: set[str] = set()
+
+
+def amqp_factory(namespace: str, tmp_path: Path, **options: Any) -> Broker:
+    url = require_service("amqp", AMQP_URL)
+    _AMQP_NAMESPACES.add(namespace)
+    return stemlab.connect(url, namespace=namespace, **options)
+
+
+def amqp_injector(broker: Broker, queue: str, raw: bytes) -> None:
+    """Store `raw` as a ready message of `queue`, bypassing the envelope codec."""
+    broker.publish_raw(queue, raw)  # type: ignore[attr-defined]
+
+
+# Namespaces handed to child processes: what they declared is found by listing the
+# server's queues (rabbitmqctl, when installed) and keeping the namespace's prefix.
+_AMQP_SHARED: set[str] = set()
+
+
+def amqp_url(namespace: str, tmp_path: Path) -> tuple[str, dict[str, Any]]:
+    _AMQP_NAMESPACES.add(namespace)
+    _AMQP_SHARED.add(namespace)
+    return require_service("amqp", AMQP_URL), {"namespace": namespace}
+
+
+def _listed_queues(namespaces: set[str]) -> set[tuple[str, str]]:
+    import shutil
+    import subprocess
+
+    if not namespaces or shutil.which("rabbitmqctl") is None:
+        return set()
+    out = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "name"], capture_output=True, text=True, timeout=60
+    ).stdout
+    return {("queue", n) for n in out.split() if n.split(".", 1)[0] in namespaces}
+
+
+def delete_amqp_namespaces(url: str, namespaces: list[str]) -> None:
+    """Delete every queue and exchange declared in `namespaces` (see `_AMQP_SHARED`)."""
+    import pika
+
+    from stemlab.brokers.amqp.link import declared
+
+    found = {n for ns in namespaces for n in declared(ns)}
+    names = sorted(found | _listed_queues(_AMQP_SHARED & set(namespaces)))
+    if not names:
+        return
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        ch = conn.channel()
+        for kind, name in names:
+            if kind == "queue":
+                ch.queue_delete(name)
+            else:
+                ch.exchange_delete(name)
+    finally:
+        conn.close()
+
+
+@pytest.fixture(autouse=True)
+def _clean_amqp_namespaces() -> Iterator[None]:
+    yield
+    if _AMQP_NAMESPACES:
+        delete_amqp_namespaces(AMQP_URL, sorted(_AMQP_NAMESPACES))
+        _AMQP_NAMESPACES.clear()
+        _AMQP_SHARED.clear()
+
+
 ADAPTERS: dict[str, Factory] = {
     "memory": memory_factory,
     "sqlite": sqlite_factory,
     "redis": redis_factory,
     "redis-streams": redis_streams_factory,
     "postgres": postgres_factory,
+    "amqp": amqp_factory,
 }
 
 
@@ -167,6 +238,7 @@ INJECTORS: dict[str, Injector] = {
     "redis": redis_injector,
     "redis-streams": redis_injector,
     "postgres": postgres_injector,
+    "amqp": amqp_injector,
 }
 
 # adapter name -> url_for(namespace, tmp_path) -> (url, options): how a child process
@@ -184,6 +256,7 @@ ADAPTER_URLS: dict[str, UrlFactory] = {
     "redis": redis_url,
     "redis-streams": redis_streams_url,
     "postgres": postgres_url,
+    "amqp": amqp_url,
 }
 
 

@@ -17,7 +17,7 @@ import pytest
 
 import stemlab
 from stemlab import Broker, Delivery, LeaseLost
-from tests.conftest import POSTGRES_URL, REDIS_URL, require_service
+from tests.conftest import AMQP_URL, POSTGRES_URL, REDIS_URL, require_service
 from tests.contract.conftest import ADAPTERS, INSTRUMENTED, delete_redis_namespace, streams_url
 from tests.contract.support import counts, delivery_wait, env, take
 
@@ -75,6 +75,11 @@ def other_store(adapter: str, namespace: str, tmp_path: Path) -> Iterator[Callab
             cleanups.append(
                 lambda: delete_namespaces(POSTGRES_URL, [namespace], schema=OTHER_PG_SCHEMA)
             )
+        elif base == "amqp" and "127.0.0.1" in AMQP_URL:
+            # The same server reached by another name is another store (receipts name the
+            # URL as given); the namespace's queues are cleaned up by the conftest fixture.
+            url = require_service("amqp", AMQP_URL).replace("127.0.0.1", "localhost")
+            broker = stemlab.connect(url, namespace=namespace, **options)
         else:
             pytest.skip(f"no second store known for {adapter}")
         if adapter.endswith(INSTRUMENTED):

@@ -50,11 +50,12 @@ from stemlab import (
 )
 from stemlab.core.codec import dumps
 from stemlab.core.state import Lease
-from tests.conftest import POSTGRES_URL, REDIS_URL, require_service
+from tests.conftest import AMQP_URL, POSTGRES_URL, REDIS_URL, require_service
 from tests.contract.conftest import (
     ADAPTERS,
     INSTRUMENTED,
     adapter_names,
+    delete_amqp_namespaces,
     delete_redis_namespace,
 )
 
@@ -549,7 +550,7 @@ class Differential:
 
 
 # -------------------------------------------------------------------- the tests
-SERVICES = {"redis": REDIS_URL, "postgres": POSTGRES_URL}
+SERVICES = {"redis": REDIS_URL, "postgres": POSTGRES_URL, "amqp": AMQP_URL}
 
 
 def _cleanup(adapter: str, namespace: str) -> None:
@@ -561,6 +562,8 @@ def _cleanup(adapter: str, namespace: str) -> None:
         from stemlab.brokers.postgres.maintenance import delete_namespaces
 
         delete_namespaces(POSTGRES_URL, [namespace])
+    elif base == "amqp":
+        delete_amqp_namespaces(AMQP_URL, [namespace])
 
 
 @pytest.mark.parametrize("adapter", adapter_names())

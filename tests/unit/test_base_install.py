@@ -9,7 +9,9 @@ import textwrap
 BLOCKER = textwrap.dedent(
     """
     import importlib.abc, sys
-    OPTIONAL = {"redis", "hiredis", "psycopg", "psycopg_pool", "tqdm", "ipywidgets", "IPython"}
+    OPTIONAL = {
+        "redis", "hiredis", "psycopg", "psycopg_pool", "pika", "tqdm", "ipywidgets", "IPython"
+    }
 
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):

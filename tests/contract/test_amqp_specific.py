@@ -1,0 +1,216 @@
+"""RabbitMQ adapter: what the shared contract suite cannot see.
+
+URL and option checks before connecting, one `BrokerUnavailable` line for a server
+that is not there, the server-side objects of a namespace (prefixed names, and a lease
+queue per delivery that goes away when it is settled), delays that fall due with no
+consumer running, and a consumer whose connection the server closes mid-drain
+(`rabbitmqctl close_connection` on that connection only, found by the client-provided
+name we set): nothing is lost. Every test uses its own namespace; the conftest fixture
+deletes what it declared.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import stemlab
+from stemlab import Broker, LeaseLost
+from stemlab.errors import BrokerUnavailable, ConfigError
+from tests.conftest import AMQP_URL, require_service
+from tests.contract.conftest import _AMQP_NAMESPACES
+from tests.contract.support import counts, env, in_seconds, take, wait_until
+
+pytest.importorskip("pika")
+
+MakeAmqp = Callable[..., Broker]
+
+
+@pytest.fixture
+def ns() -> str:
+    return "amt" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def ab(ns: str) -> Iterator[MakeAmqp]:
+    """ab(**options): a broker on this test's namespace (cleaned up by the conftest)."""
+    url = require_service("amqp", AMQP_URL)
+    opened: list[Broker] = []
+
+    def make(**options: Any) -> Broker:
+        options.setdefault("namespace", ns)
+        _AMQP_NAMESPACES.add(options["namespace"])
+        broker = stemlab.connect(url, **options)
+        opened.append(broker)
+        return broker
+
+    yield make
+    for broker in opened:
+        broker.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [
+        ("amqp://guest:guest@127.0.0.1:5672/", {"nosuch": 1}),
+        ("amqp://guest:guest@127.0.0.1:5672/?nosuch=1", {}),
+        ("amqp://guest:guest@127.0.0.1:notaport/", {}),
+        ("amqp://127.0.0.1/", {"poll_interval": 0}),
+        ("amqp://127.0.0.1/", {"namespace": "has space"}),
+        ("amqp://127.0.0.1/#frag", {}),
+    ],
+)
+def test_bad_urls_and_options_are_one_config_error(url: str, options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as info:
+        stemlab.connect(url, **options)
+    assert "\n" not in str(info.value)
+
+
+def test_an_unreachable_server_is_one_broker_unavailable_line() -> None:
+    started = time.monotonic()
+    with pytest.raises(BrokerUnavailable) as info:
+        stemlab.connect("amqp://guest:guest@127.0.0.1:1/", connect_timeout=0.5)
+    assert time.monotonic() - started < 5.0
+    assert "\n" not in str(info.value) and "127.0.0.1:1" in str(info.value)
+
+
+def test_capabilities_and_name(ab: MakeAmqp) -> None:
+    from stemlab.model.names import broker_name
+
+    broker = ab()
+    caps = broker.capabilities
+    assert (caps.priority_levels, caps.delayed, caps.broadcast_scope) == (10, True, "cluster")
+    assert (caps.durable, caps.cross_process) == (True, True)
+    assert caps.poll_interval == 0.02 and caps.reclaim_delay > 0
+    assert broker_name(stemlab.instrument(broker)) == "rabbitmq"
+
+
+def test_a_lease_is_a_queue_that_goes_away_when_settled(ab: MakeAmqp, ns: str) -> None:
+    from stemlab.brokers.amqp.link import declared
+
+    broker = ab()
+    broker.publish(env())
+    with broker.consume("q") as consumer:
+        d = take(consumer, 2.0)
+    queue, token = broker.receipts.read(d)
+    lease = f"{ns}.l.q.{token}"
+    assert queue == "q" and ("queue", lease) in declared(ns)
+    link = broker.link  # type: ignore[attr-defined]
+    assert link.count(lease) == 1
+    broker.ack(d)
+    assert wait_until(lambda: link.count(lease) is None, 2.0)  # deleted without waiting
+    with pytest.raises(LeaseLost):
+        broker.ack(d)
+    assert all(n.startswith(ns + ".") for _, n in declared(ns))
+
+
+def test_delays_fall_due_on_the_server_with_no_consumer(ab: MakeAmqp) -> None:
+    broker = ab()
+    broker.publish(env("later", not_before=in_seconds(0.5)))
+    assert counts(broker) == (0, 0, 1, 0)
+    assert wait_until(lambda: counts(broker) == (1, 0, 0, 0), 3.0)
+
+
+def test_long_delays_hop_and_are_counted_as_delayed_until_due(
+    ab: MakeAmqp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stemlab.brokers.amqp.broker as amqp_broker
+
+    monkeypatch.setattr(amqp_broker, "MAX_HOP_MS", 200)  # 30 days in production
+    broker = ab()
+    broker.publish(env("later", not_before=in_seconds(1.0)))
+    for _ in range(3):  # each hop brings it back early: counted (and put back) as delayed
+        time.sleep(0.25)
+        assert counts(broker) == (0, 0, 1, 0)
+    assert wait_until(lambda: counts(broker) == (1, 0, 0, 0), 3.0)
+
+
+def test_long_delays_hop_and_are_never_delivered_early(
+    ab: MakeAmqp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stemlab.brokers.amqp.broker as amqp_broker
+
+    monkeypatch.setattr(amqp_broker, "MAX_HOP_MS", 200)
+    broker = ab()
+    due = in_seconds(1.0)
+    broker.publish(env("later", not_before=due))
+    with broker.consume("q") as consumer:
+        d = take(consumer, 4.0)
+        assert d.envelope.name == "later" and d.delivery_count == 1
+        assert time.time() >= due.timestamp()
+        broker.ack(d)
+    assert counts(broker) == (0, 0, 0, 0)
+
+
+def _connection_pid(name: str) -> str | None:
+    out = subprocess.run(
+        ["rabbitmqctl", "-q", "list_connections", "pid", "client_properties"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    for line in out.splitlines():
+        if name in line:
+            return line.split("\t", 1)[0]
+    return None
+
+
+@pytest.mark.slow
+def test_consumer_connection_closed_by_the_server_mid_drain_loses_nothing(
+    ab: MakeAmqp,
+) -> None:
+    if shutil.which("rabbitmqctl") is None:
+        pytest.skip("rabbitmqctl is not installed (needed to close one connection)")
+    broker, settler = ab(), ab()
+    total = 300
+    broker.publish_many([env(f"m{i}", visibility_timeout=2.0) for i in range(total)])
+    consumer = broker.consume("q", prefetch=4, consumer="fault-drain")
+    name = consumer.connection_name  # type: ignore[attr-defined]
+    first = consumer.link.conn  # type: ignore[attr-defined]
+    pid = _connection_pid(name)
+    assert pid is not None, f"connection {name} not listed by rabbitmqctl"
+    acked: set[str] = set()
+    closed = threading.Event()
+
+    def close_it() -> None:
+        wait_until(lambda: len(acked) >= 40, 30.0)
+        subprocess.run(
+            ["rabbitmqctl", "-q", "close_connection", pid, "stemlab fault test"],
+            capture_output=True,
+            timeout=30,
+            check=True,
+        )
+        closed.set()
+
+    killer = threading.Thread(target=close_it)
+    killer.start()
+    deliveries = 0
+    deadline = time.monotonic() + 90
+    try:
+        while len(acked) < total and time.monotonic() < deadline:
+            d = consumer.get(timeout=1.0)
+            if d is None:
+                continue
+            deliveries += 1
+            time.sleep(0.002)  # a little work, so the close lands mid-drain
+            try:
+                settler.ack(d)  # any client may settle
+            except LeaseLost:
+                continue  # its lease ran out and it was delivered again
+            acked.add(d.envelope.name)
+    finally:
+        killer.join()
+        consumer.close()
+    assert closed.is_set()
+    assert consumer.link.conn is not first, "the consumer never saw its connection closed"  # type: ignore[attr-defined]
+    assert acked == {f"m{i}" for i in range(total)}
+    assert counts(broker) == (0, 0, 0, 0)
+    print(f"\nclosed after >= 40 acks, reconnected; {deliveries} deliveries for {total} messages")
