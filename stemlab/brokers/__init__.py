@@ -19,6 +19,8 @@ SCHEMES: dict[str, tuple[str, str, str | None]] = {
     "rediss": ("stemlab.brokers.redis", "RedisBroker", "redis"),
     "postgresql": ("stemlab.brokers.postgres", "PostgresBroker", "postgres"),
     "postgres": ("stemlab.brokers.postgres", "PostgresBroker", "postgres"),
+    "sqs": ("stemlab.brokers.sqs", "SQSBroker", "sqs"),
+    "sqss": ("stemlab.brokers.sqs", "SQSBroker", "sqs"),
 }
 
 
