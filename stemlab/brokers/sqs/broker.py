@@ -202,14 +202,16 @@ class SQSBroker(Broker):
     # ---------------------------------------------------------------- counts
     def _counts(self, queue: str) -> tuple[int, int, int]:
         totals = [0, 0, 0]
-        for url in self.link.level_urls(self.namespace, queue).values():
+        urls = self.link.level_urls(self.namespace, queue)
+        for url in urls.values():
             reply = self.call_queue(
                 url, "get_queue_attributes", QueueUrl=url, AttributeNames=_COUNTS
             )
             attrs = (reply or {}).get("Attributes", {})
             for i, name in enumerate(_COUNTS):
                 totals[i] += int(attrs.get(name, 0))
-        return totals[0], totals[1], totals[2]
+        ahead = min(totals[1], BOOK.buffered(self.scope, set(urls.values())))
+        return totals[0] + ahead, totals[1] - ahead, totals[2]
 
     def _purge(self, queue: str) -> int:
         urls = self.link.level_urls(self.namespace, queue, fresh=True)

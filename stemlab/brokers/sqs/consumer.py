@@ -144,10 +144,12 @@ class SQSConsumer(StoreConsumer):
                 )
         expires = at + seconds  # SQS frees it up to a second later (reclaim_delay)
         BOOK.record(key, handle, self._owner, expires)
+        BOOK.buffer(key, True)
         return Claim((level, mid, handle), queue, payload, base + count, expires, url)
 
     def _hand_out(self, claim: Claim) -> float | None:
         if time.time() < claim.expires:
+            BOOK.buffer((self._sqs.scope, str(claim.extra), str(claim.fields[1])), False)
             return claim.expires
         self._release([claim])  # its lease ran out in the buffer: back in place
         return None

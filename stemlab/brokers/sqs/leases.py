@@ -7,7 +7,9 @@ keeps, for every message this process received, its latest receipt handle, who h
 it and until when; and the handles already settled. A settle whose handle is not the
 latest of its message, or was settled before, is `LeaseLost` before anything is sent.
 The same book counts the unexpired leases of each consumer name (prefetch is a cap per
-name). It is per process: see docs/sqs.md for what that leaves to the server.
+name) and the messages read ahead into consumers' buffers (counted as pending by
+brokers of this process, as the contract wants). It is per process: see docs/sqs.md
+for what that leaves to the server.
 """
 
 from __future__ import annotations
@@ -41,6 +43,20 @@ class LeaseBook:
         self._by_owner: dict[tuple[str, str], set[Key]] = {}
         self._settled: OrderedDict[str, None] = OrderedDict()
         self._peeks: OrderedDict[Key, int] = OrderedDict()
+        self._buffered: set[Key] = set()
+
+    def buffer(self, key: Key, buffered: bool) -> None:
+        """Mark a received message as read ahead (True) or handed out/given back (False)."""
+        with self._lock:
+            if buffered:
+                self._buffered.add(key)
+            else:
+                self._buffered.discard(key)
+
+    def buffered(self, scope: str, urls: set[str]) -> int:
+        """Messages of these SQS queues read ahead by consumers of this process."""
+        with self._lock:
+            return sum(1 for k in self._buffered if k[0] == scope and k[1] in urls)
 
     def peeked(self, key: Key) -> None:
         """A message was received only to compare ages and given back: not a delivery."""
@@ -57,6 +73,7 @@ class LeaseBook:
                 del self._latest[key]
                 self._by_owner.get(lease.owner, set()).discard(key)
             self._peeks[key] = self._peeks.get(key, 0) + 1
+            self._buffered.discard(key)
 
     def take_peeks(self, key: Key) -> int:
         """How many receives of this message were peeks (then forgotten)."""
@@ -89,6 +106,7 @@ class LeaseBook:
                 del self._latest[key]
                 self._by_owner.get(lease.owner, set()).discard(key)
             self._settled[handle] = None
+            self._buffered.discard(key)
             while len(self._settled) > SETTLED_MEMORY:
                 self._settled.popitem(last=False)
 
@@ -115,6 +133,7 @@ class LeaseBook:
     def forget_queue(self, scope: str, urls: set[str]) -> None:
         """A purge removed every message of these SQS queues: their leases are gone."""
         with self._lock:
+            self._buffered -= {k for k in self._buffered if k[0] == scope and k[1] in urls}
             for key in [k for k in self._latest if k[0] == scope and k[1] in urls]:
                 lease = self._latest.pop(key)
                 self._by_owner.get(lease.owner, set()).discard(key)
