@@ -253,3 +253,15 @@ def test_sigkilled_consumer_process_message_comes_back(make_sqs: MakeSQS, tmp_pa
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=10)
+
+
+def test_second_purge_within_a_minute_is_refused_as_sqs_does(make_sqs: MakeSQS) -> None:
+    # KNOWN LIMIT (docs/sqs.md): SQS (and moto, strict by default) allow one PurgeQueue
+    # per queue every 60 s; this is why the adapter is not in the contract suite yet.
+    broker = make_sqs()
+    broker.publish(Envelope(name="x", queue="q"))
+    assert broker.purge("q") == 1
+    broker.publish(Envelope(name="y", queue="q"))
+    with pytest.raises(StemlabError, match="60 seconds"):
+        broker.purge("q")
+    assert broker.pending_count("q") == 1  # nothing was removed

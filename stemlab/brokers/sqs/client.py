@@ -4,7 +4,8 @@ Every call goes through `Link.call`, which turns botocore's errors into stemlab'
 an endpoint that cannot be reached (after botocore's bounded retries) is one
 `BrokerUnavailable` line; a receipt handle the server no longer knows is `LeaseLost`;
 a missing queue is `QueueMissing` (callers decide what that means); anything else is
-a `StemlabError` naming the operation. boto3 is imported only when a broker is opened.
+a `StemlabError` naming the operation. Like every driver, boto3 is imported only when
+`stemlab.connect` is asked for `sqs://` (a missing one is `ConfigError` naming the extra).
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ from __future__ import annotations
 import threading
 import time
 from typing import Any
+
+import boto3
+from botocore import exceptions
+from botocore.config import Config
 
 from stemlab.brokers.sqs.settings import DLQ, LEVELS, Settings, queue_prefix
 from stemlab.errors import BrokerUnavailable, ConfigError, LeaseLost, StemlabError
@@ -31,15 +36,6 @@ class Link:
     """One boto3 SQS client plus a cache of which level queues exist per stemlab queue."""
 
     def __init__(self, settings: Settings) -> None:
-        try:
-            import boto3
-            from botocore.config import Config
-        except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
-            raise ConfigError(
-                f"sqs:// needs the {exc.name!r} driver: pip install 'stemlab[sqs]'"
-            ) from exc
-        from botocore import exceptions
-
         self.settings = settings
         self._exceptions = exceptions
         config = Config(
@@ -69,6 +65,10 @@ class Link:
             message = str(error.get("Message", "")) or code
             if code in _MISSING or "NonExistentQueue" in code:
                 raise QueueMissing(f"{operation}: {message}") from exc
+            if "PurgeQueueInProgress" in code:
+                raise StemlabError(
+                    "SQS allows one PurgeQueue per queue every 60 seconds; purge again later"
+                ) from exc
             if code in _STALE and "ReceiptHandle" in kwargs:
                 raise LeaseLost(
                     "this delivery was already settled or handed to another consumer"
