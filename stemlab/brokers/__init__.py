@@ -21,6 +21,8 @@ SCHEMES: dict[str, tuple[str, str, str | None]] = {
     "rediss+streams": ("stemlab.brokers.redis_streams", "RedisStreamsBroker", "redis"),
     "postgresql": ("stemlab.brokers.postgres", "PostgresBroker", "postgres"),
     "postgres": ("stemlab.brokers.postgres", "PostgresBroker", "postgres"),
+    "sqs": ("stemlab.brokers.sqs", "SQSBroker", "sqs"),
+    "sqss": ("stemlab.brokers.sqs", "SQSBroker", "sqs"),
 }
 
 

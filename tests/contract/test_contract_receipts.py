@@ -75,6 +75,12 @@ def other_store(adapter: str, namespace: str, tmp_path: Path) -> Iterator[Callab
             cleanups.append(
                 lambda: delete_namespaces(POSTGRES_URL, [namespace], schema=OTHER_PG_SCHEMA)
             )
+        elif base == "sqs":  # another region of the same endpoint is another store
+            from tests.sqs_server import delete_namespace, sqs_url
+
+            url = sqs_url().replace("region=us-east-1", "region=eu-west-1")
+            broker = stemlab.connect(url, namespace=namespace, **options)
+            cleanups.append(lambda: delete_namespace(url, namespace))
         else:
             pytest.skip(f"no second store known for {adapter}")
         if adapter.endswith(INSTRUMENTED):

@@ -561,6 +561,10 @@ def _cleanup(adapter: str, namespace: str) -> None:
         from stemlab.brokers.postgres.maintenance import delete_namespaces
 
         delete_namespaces(POSTGRES_URL, [namespace])
+    elif base == "sqs":
+        from tests.sqs_server import delete_namespace, sqs_url
+
+        delete_namespace(sqs_url(), namespace)
 
 
 @pytest.mark.parametrize("adapter", adapter_names())

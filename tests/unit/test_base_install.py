@@ -10,6 +10,7 @@ BLOCKER = textwrap.dedent(
     """
     import importlib.abc, sys
     OPTIONAL = {"redis", "hiredis", "psycopg", "psycopg_pool", "tqdm", "ipywidgets", "IPython"}
+    OPTIONAL |= {"boto3", "botocore"}
 
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
