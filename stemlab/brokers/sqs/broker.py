@@ -1,7 +1,9 @@
 """`sqs://`: the contract on Amazon SQS (or an SQS-compatible server) through boto3.
 
 A stemlab queue is ten SQS standard queues, one per priority level, created on first
-publish, plus a dead-letter queue; consumers poll the levels highest first. The
+publish, plus a dead-letter queue; consumers poll the levels highest first. `purge`
+moves the queue to a new generation of level queues and deletes the old ones (no
+PurgeQueue, which SQS allows once a minute). The
 visibility timeout is the lease (whole seconds, rounded up), `ChangeMessageVisibility`
 extends it, requeue sends a fresh copy (so it goes to the tail) and deletes the
 delivered one, and delays use `DelaySeconds` (longer ones hop every 15 minutes).
@@ -11,23 +13,25 @@ own check of receipt handles. No broadcast. Design and limits: docs/sqs.md.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from stemlab.brokers.sqs import deadletters
-from stemlab.brokers.sqs.client import Link, QueueMissing
+from stemlab.brokers.sqs.client import Link, QueueMissing, generation_of, level_name
 from stemlab.brokers.sqs.consumer import BASE_ATTR, SQSConsumer
 from stemlab.brokers.sqs.leases import BOOK, Key
-from stemlab.brokers.sqs.settings import MAX_DELAY, lease_seconds, parse_url
+from stemlab.brokers.sqs.settings import MAX_DELAY, lease_seconds, parse_url, queue_prefix
 from stemlab.core.broker import Broker, Consumer
 from stemlab.core.clock import from_epoch, to_epoch
 from stemlab.core.envelope import Delivery, Envelope
 from stemlab.core.receipts import INT, TEXT, Receipts, store_id
 from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
-from stemlab.errors import StemlabError
+from stemlab.errors import LeaseLost, StemlabError
 
 __all__ = ["SQSBroker"]
 
@@ -38,6 +42,7 @@ _COUNTS = [
 ]
 _NO_BROADCAST = "sqs:// has no broadcast (capabilities.broadcast_scope is None)"
 _BATCH = 10
+_RETRIES = 5  # sends to a level queue that a purge just replaced
 
 
 class SQSBroker(Broker):
@@ -55,7 +60,7 @@ class SQSBroker(Broker):
         self.where = f"{self.settings.endpoint}/{self.settings.region}"
         sid = store_id("sqs", self.where)
         self.scope = f"{sid}|{self.namespace}"
-        self.receipts = Receipts(sid, self.namespace, {"q": (INT, TEXT, TEXT), "b": (TEXT,)})
+        self.receipts = Receipts(sid, self.namespace, {"q": (INT, INT, TEXT, TEXT), "b": (TEXT,)})
         self._caps = Capabilities(
             priority_levels=10,
             delayed=True,
@@ -101,7 +106,15 @@ class SQSBroker(Broker):
         return self.link.level_url(self.namespace, envelope.queue, envelope.priority)
 
     def _publish(self, envelope: Envelope) -> None:
-        self.send(self._url_of(envelope), envelope.to_json(), delay=_delay(envelope))
+        for attempt in range(_RETRIES):
+            url = self._url_of(envelope)
+            try:
+                self.send(url, envelope.to_json(), delay=_delay(envelope))
+                return
+            except QueueMissing:  # a purge (maybe in another process) replaced it
+                self.link.forget(url)
+                if attempt == _RETRIES - 1:
+                    raise
 
     def _publish_many(self, envelopes: list[Envelope]) -> None:
         """Runs of envelopes for the same SQS queue go in batches of ten, in order."""
@@ -118,6 +131,17 @@ class SQSBroker(Broker):
             self._send_batch(run_url, run)
 
     def _send_batch(self, url: str, envelopes: list[Envelope]) -> None:
+        for attempt in range(_RETRIES):
+            try:
+                self._send_batch_to(url, envelopes)
+                return
+            except QueueMissing:  # a purge (maybe in another process) replaced it
+                self.link.forget(url)
+                if attempt == _RETRIES - 1:
+                    raise
+                url = self._url_of(envelopes[0])
+
+    def _send_batch_to(self, url: str, envelopes: list[Envelope]) -> None:
         entries = [
             {"Id": str(i), "MessageBody": e.to_json(), **_extras(0, _delay(e))}
             for i, e in enumerate(envelopes)
@@ -140,8 +164,11 @@ class SQSBroker(Broker):
     # ----------------------------------------------------------------- settle
     def _lease(self, delivery: Delivery) -> tuple[Key, str, str]:
         """(book key, SQS queue URL, receipt handle), fenced: else `LeaseLost`."""
-        level, mid, handle = self.receipts.read(delivery)
-        url = self.link.level_url(self.namespace, delivery.queue, int(level))
+        level, gen, mid, handle = self.receipts.read(delivery)
+        try:
+            url = self.link.existing_url(self.namespace, delivery.queue, int(gen), int(level))
+        except QueueMissing:  # purged: the generation's queues are gone
+            raise LeaseLost("this delivery was purged") from None
         key = (self.scope, url, str(mid))
         BOOK.check(key, str(handle))
         return key, url, str(handle)
@@ -156,24 +183,27 @@ class SQSBroker(Broker):
         )
 
     def _ack(self, delivery: Delivery) -> None:
-        key, url, handle = self._lease(delivery)
-        self._hold(url, handle, lease_seconds(self.default_visibility_timeout))
-        self.link.call("delete_message", QueueUrl=url, ReceiptHandle=handle)
-        BOOK.settle(key, handle)
+        with _purged_is_lost():
+            key, url, handle = self._lease(delivery)
+            self._hold(url, handle, lease_seconds(self.default_visibility_timeout))
+            self.link.call("delete_message", QueueUrl=url, ReceiptHandle=handle)
+            BOOK.settle(key, handle)
 
     def _nack(self, delivery: Delivery) -> None:
-        key, url, handle = self._lease(delivery)
-        self._hold(url, handle, lease_seconds(self.default_visibility_timeout))
-        self.send(url, delivery.envelope.to_json(), base=delivery.delivery_count)
-        self.link.call("delete_message", QueueUrl=url, ReceiptHandle=handle)
-        BOOK.settle(key, handle)
+        with _purged_is_lost():
+            key, url, handle = self._lease(delivery)
+            self._hold(url, handle, lease_seconds(self.default_visibility_timeout))
+            self.send(url, delivery.envelope.to_json(), base=delivery.delivery_count)
+            self.link.call("delete_message", QueueUrl=url, ReceiptHandle=handle)
+            BOOK.settle(key, handle)
 
     def _dead_letter(self, delivery: Delivery, reason: str | None, meta: dict[str, Any]) -> None:
-        key, url, handle = self._lease(delivery)
-        self._hold(url, handle, lease_seconds(self.default_visibility_timeout))
-        self._to_dlq(delivery.queue, delivery.envelope, reason, meta)
-        self.link.call("delete_message", QueueUrl=url, ReceiptHandle=handle)
-        BOOK.settle(key, handle)
+        with _purged_is_lost():
+            key, url, handle = self._lease(delivery)
+            self._hold(url, handle, lease_seconds(self.default_visibility_timeout))
+            self._to_dlq(delivery.queue, delivery.envelope, reason, meta)
+            self.link.call("delete_message", QueueUrl=url, ReceiptHandle=handle)
+            BOOK.settle(key, handle)
 
     def bury(
         self, queue: str, url: str, mid: str, handle: str, placeholder: Envelope, error: str
@@ -181,8 +211,9 @@ class SQSBroker(Broker):
         """Dead-letter a received message that does not decode (reason "undecodable")."""
         key = (self.scope, url, mid)
         BOOK.check(key, handle)
-        self._to_dlq(queue, placeholder, "undecodable", {"error": error})
-        self.link.call("delete_message", QueueUrl=url, ReceiptHandle=handle)
+        with _purged_is_lost():
+            self._to_dlq(queue, placeholder, "undecodable", {"error": error})
+            self.link.call("delete_message", QueueUrl=url, ReceiptHandle=handle)
         BOOK.settle(key, handle)
 
     def _to_dlq(
@@ -193,11 +224,12 @@ class SQSBroker(Broker):
         self.send(dlq, deadletters.bury_body(envelope, reason, meta))
 
     def _extend_lease(self, delivery: Delivery, by: float) -> datetime:
-        key, url, handle = self._lease(delivery)
-        now = time.time()
-        self._hold(url, handle, lease_seconds(by))  # SQS: whole seconds, rounded up
-        BOOK.extend(key, handle, now + by)
-        return from_epoch(now + by)
+        with _purged_is_lost():
+            key, url, handle = self._lease(delivery)
+            now = time.time()
+            self._hold(url, handle, lease_seconds(by))  # SQS: whole seconds, rounded up
+            BOOK.extend(key, handle, now + by)
+            return from_epoch(now + by)
 
     # ---------------------------------------------------------------- counts
     def _counts(self, queue: str) -> tuple[int, int, int]:
@@ -214,18 +246,27 @@ class SQSBroker(Broker):
         return totals[0] + ahead, totals[1] - ahead, totals[2]
 
     def _purge(self, queue: str) -> int:
-        urls = self.link.level_urls(self.namespace, queue, fresh=True)
+        """Switch the queue to a new generation of level queues, then count and delete
+        the old ones (no PurgeQueue: it may run once a minute; see docs/sqs.md)."""
+        old = self.link.all_level_urls(self.namespace, queue)
+        if not old:
+            return 0
+        gen = self.link.generation(self.namespace, queue) + 1
+        self.link.ensure(queue_prefix(self.namespace, queue) + level_name(gen, 0))
+        old = {
+            s: u
+            for s, u in self.link.all_level_urls(self.namespace, queue).items()
+            if generation_of(u) < gen
+        }
         total = 0
-        for url in urls.values():
+        for url in old.values():
             reply = self.call_queue(
                 url, "get_queue_attributes", QueueUrl=url, AttributeNames=_COUNTS
             )
             attrs = (reply or {}).get("Attributes", {})
-            found = sum(int(attrs.get(name, 0)) for name in _COUNTS)
-            if found:
-                self.call_queue(url, "purge_queue", QueueUrl=url)
-                total += found
-        BOOK.forget_queue(self.scope, set(urls.values()))
+            total += sum(int(attrs.get(name, 0)) for name in _COUNTS)
+            self.link.drop(url)
+        BOOK.forget_queue(self.scope, set(old.values()))
         return total
 
     # ----------------------------------------------------------- dead letters
@@ -293,6 +334,15 @@ class SQSBroker(Broker):
         finally:
             deadletters.restore(self.link, url, rest)
         return len(picked)
+
+
+@contextlib.contextmanager
+def _purged_is_lost() -> Iterator[None]:
+    """A settle whose SQS queue a purge deleted meanwhile: the delivery is gone."""
+    try:
+        yield
+    except QueueMissing:
+        raise LeaseLost("this delivery was purged") from None
 
 
 def _delay(envelope: Envelope) -> float:

@@ -10,6 +10,8 @@ a `StemlabError` naming the operation. Like every driver, boto3 is imported only
 
 from __future__ import annotations
 
+import contextlib
+import re
 import threading
 import time
 from typing import Any
@@ -21,10 +23,11 @@ from botocore.config import Config
 from stemlab.brokers.sqs.settings import DLQ, LEVELS, Settings, queue_prefix
 from stemlab.errors import BrokerUnavailable, ConfigError, LeaseLost, StemlabError
 
-__all__ = ["Link", "QueueMissing"]
+__all__ = ["Link", "QueueMissing", "generation_of", "level_name"]
 
 LIST_TTL = 1.0  # seconds a listing of a queue's SQS queues is trusted
 _MISSING = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
+_LEVEL = re.compile(r"g([0-9]+)p([0-9])")  # a level queue's name suffix: generation, level
 _STALE = ("ReceiptHandleIsInvalid", "InvalidParameterValue", "MessageNotInflight")
 
 
@@ -96,10 +99,20 @@ class Link:
         self.client.close()
 
     # ---------------------------------------------------------- queue names
+    def generation(self, namespace: str, queue: str, *, fresh: bool = False) -> int:
+        """The current generation of a stemlab queue's level queues (0 if none yet)."""
+        return _current(self._list(queue_prefix(namespace, queue), fresh))
+
     def level_urls(self, namespace: str, queue: str, *, fresh: bool = False) -> dict[int, str]:
-        """The existing priority-level SQS queues of a stemlab queue: level -> URL."""
+        """The existing priority-level SQS queues of a stemlab queue's current generation."""
         found = self._list(queue_prefix(namespace, queue), fresh)
-        return {lvl: found[f"p{lvl}"] for lvl in LEVELS if f"p{lvl}" in found}
+        gen = _current(found)
+        return {lvl: found[level_name(gen, lvl)] for lvl in LEVELS if level_name(gen, lvl) in found}
+
+    def all_level_urls(self, namespace: str, queue: str) -> dict[str, str]:
+        """Every level queue of every generation of a stemlab queue (fresh): suffix -> URL."""
+        found = self._list(queue_prefix(namespace, queue), True)
+        return {suffix: url for suffix, url in found.items() if _LEVEL.fullmatch(suffix)}
 
     def dlq_url(self, namespace: str, queue: str, *, create: bool) -> str | None:
         """The dead-letter SQS queue of a stemlab queue (created when `create`)."""
@@ -109,8 +122,39 @@ class Link:
         return self._list(prefix, False).get(DLQ) or self._list(prefix, True).get(DLQ)
 
     def level_url(self, namespace: str, queue: str, level: int) -> str:
-        """The SQS queue of one priority level, created on first use."""
-        return self.ensure(queue_prefix(namespace, queue) + f"p{level}")
+        """The SQS queue of one priority level of the current generation, created on first
+        use. A queue created for a generation that a purge has meanwhile replaced is
+        deleted again and the new generation's used (see docs/sqs.md, Purge)."""
+        prefix = queue_prefix(namespace, queue)
+        for _ in range(10):
+            gen = self.generation(namespace, queue)
+            name = prefix + level_name(gen, level)
+            with self._lock:
+                url = self._urls.get(name)
+            if url is not None:
+                return url
+            url = self.ensure(name)
+            if self.generation(namespace, queue, fresh=True) <= gen:
+                return url
+            self.drop(url)  # a purge moved on meanwhile: not this generation
+        raise StemlabError(f"sqs: the SQS queues of {queue!r} keep being purged")
+
+    def existing_url(self, namespace: str, queue: str, gen: int, level: int) -> str:
+        """The URL of a level queue of generation `gen`, never created: else `QueueMissing`."""
+        name = queue_prefix(namespace, queue) + level_name(gen, level)
+        with self._lock:
+            url = self._urls.get(name)
+        if url is None:
+            url = str(self.call("get_queue_url", QueueName=name)["QueueUrl"])
+            with self._lock:
+                self._urls[name] = url
+        return url
+
+    def drop(self, url: str) -> None:
+        """Delete an SQS queue (gone already is fine) and forget it."""
+        with contextlib.suppress(QueueMissing):
+            self.call("delete_queue", QueueUrl=url)
+        self.forget(url)
 
     def ensure(self, name: str) -> str:
         """The URL of SQS queue `name`, creating it if needed (idempotent)."""
@@ -148,3 +192,19 @@ class Link:
             for suffix, url in found.items():
                 self._urls[prefix + suffix] = url
         return found
+
+
+def level_name(gen: int, level: int) -> str:
+    """The name suffix of one priority level's SQS queue in generation `gen`."""
+    return f"g{gen}p{level}"
+
+
+def generation_of(url: str) -> int:
+    """The generation of a level queue, from its URL."""
+    match = _LEVEL.search(url.rsplit("/", 1)[-1].rsplit("-", 1)[-1])
+    return int(match.group(1)) if match else 0
+
+
+def _current(found: dict[str, str]) -> int:
+    gens = [int(m.group(1)) for suffix in found if (m := _LEVEL.fullmatch(suffix))]
+    return max(gens, default=0)

@@ -18,6 +18,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from stemlab.brokers.sqs.client import generation_of
 from stemlab.brokers.sqs.leases import BOOK
 from stemlab.brokers.sqs.settings import LEVELS, lease_seconds
 from stemlab.core.clock import to_epoch
@@ -145,11 +146,15 @@ class SQSConsumer(StoreConsumer):
         expires = at + seconds  # SQS frees it up to a second later (reclaim_delay)
         BOOK.record(key, handle, self._owner, expires)
         BOOK.buffer(key, True)
-        return Claim((level, mid, handle), queue, payload, base + count, expires, url)
+        fields = (level, generation_of(url), mid, handle)
+        return Claim(fields, queue, payload, base + count, expires, url)
 
     def _hand_out(self, claim: Claim) -> float | None:
+        key = (self._sqs.scope, str(claim.extra), str(claim.fields[2]))
+        if not BOOK.is_buffered(key):  # purged while read ahead: gone
+            return None
         if time.time() < claim.expires:
-            BOOK.buffer((self._sqs.scope, str(claim.extra), str(claim.fields[1])), False)
+            BOOK.buffer(key, False)
             return claim.expires
         self._release([claim])  # its lease ran out in the buffer: back in place
         return None
@@ -164,7 +169,7 @@ class SQSConsumer(StoreConsumer):
 
     def _bury(self, claim: Claim, error: Exception) -> None:
         """Dead-letter an undecodable payload with reason "undecodable", then go on."""
-        _, mid, handle = claim.fields
+        _, _, mid, handle = claim.fields
         placeholder = undecodable_envelope(claim.payload, claim.queue, error=str(error))
         with contextlib.suppress(LeaseLost):  # settled by someone else meanwhile
             self._sqs.bury(
@@ -174,7 +179,7 @@ class SQSConsumer(StoreConsumer):
     def _release(self, claims: list[Claim]) -> None:
         """Give back what was read ahead but never handed out: in place, count kept."""
         for claim in claims:
-            message = {"ReceiptHandle": claim.fields[2], "MessageId": claim.fields[1]}
+            message = {"ReceiptHandle": claim.fields[3], "MessageId": claim.fields[2]}
             self._give_back(str(claim.extra), message)
 
 

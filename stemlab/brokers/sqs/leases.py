@@ -53,6 +53,11 @@ class LeaseBook:
             else:
                 self._buffered.discard(key)
 
+    def is_buffered(self, key: Key) -> bool:
+        """Whether a message read ahead is still in a buffer (a purge takes it out)."""
+        with self._lock:
+            return key in self._buffered
+
     def buffered(self, scope: str, urls: set[str]) -> int:
         """Messages of these SQS queues read ahead by consumers of this process."""
         with self._lock:

@@ -3,8 +3,9 @@
 SQS queue names are 1 to 80 characters of `A-Za-z0-9_-`, while stemlab queue names
 and namespaces allow `.` and `:` and are longer; so a stemlab queue's SQS names are a
 readable, sanitised prefix (namespace first, so a namespace's queues list together)
-plus a hash of the exact (namespace, queue) pair, then the level: `-p0`..`-p9` for the
-priority queues and `-dlq` for its dead letters.
+plus a hash of the exact (namespace, queue) pair, then the generation and level:
+`-g<N>p0`..`-g<N>p9` for the priority queues of generation N (a purge moves to N+1;
+see docs/sqs.md) and `-dlq` for its dead letters.
 """
 
 from __future__ import annotations
