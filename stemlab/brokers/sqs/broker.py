@@ -25,13 +25,19 @@ from stemlab.brokers.sqs import deadletters
 from stemlab.brokers.sqs.client import Link, QueueMissing, generation_of, level_name
 from stemlab.brokers.sqs.consumer import BASE_ATTR, SQSConsumer
 from stemlab.brokers.sqs.leases import BOOK, Key
-from stemlab.brokers.sqs.settings import MAX_DELAY, lease_seconds, parse_url, queue_prefix
+from stemlab.brokers.sqs.settings import (
+    MAX_DELAY,
+    MAX_LEASE,
+    lease_seconds,
+    parse_url,
+    queue_prefix,
+)
 from stemlab.core.broker import Broker, Consumer
 from stemlab.core.clock import from_epoch, to_epoch
 from stemlab.core.envelope import Delivery, Envelope
 from stemlab.core.receipts import INT, TEXT, Receipts, store_id
 from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
-from stemlab.errors import LeaseLost, StemlabError
+from stemlab.errors import EnvelopeError, LeaseLost, StemlabError
 
 __all__ = ["SQSBroker"]
 
@@ -193,7 +199,8 @@ class SQSBroker(Broker):
         with _purged_is_lost():
             key, url, handle = self._lease(delivery)
             self._hold(url, handle, lease_seconds(self.default_visibility_timeout))
-            self.send(url, delivery.envelope.to_json(), base=delivery.delivery_count)
+            body = BOOK.lease_of(key, handle)[1] or delivery.envelope.to_json()
+            self.send(url, body, base=delivery.delivery_count)
             self.link.call("delete_message", QueueUrl=url, ReceiptHandle=handle)
             BOOK.settle(key, handle)
 
@@ -201,7 +208,7 @@ class SQSBroker(Broker):
         with _purged_is_lost():
             key, url, handle = self._lease(delivery)
             self._hold(url, handle, lease_seconds(self.default_visibility_timeout))
-            self._to_dlq(delivery.queue, delivery.envelope, reason, meta)
+            self._to_dlq(delivery.queue, _stored(key, handle, delivery), reason, meta)
             self.link.call("delete_message", QueueUrl=url, ReceiptHandle=handle)
             BOOK.settle(key, handle)
 
@@ -227,7 +234,12 @@ class SQSBroker(Broker):
         with _purged_is_lost():
             key, url, handle = self._lease(delivery)
             now = time.time()
-            self._hold(url, handle, lease_seconds(by))  # SQS: whole seconds, rounded up
+            BOOK.check_extend(key, handle, now)
+            seconds = lease_seconds(by)  # SQS: whole seconds, rounded up
+            received = BOOK.lease_of(key, handle)[0] or now
+            # SQS caps a message's visibility at 12 h after its receive (docs/sqs.md)
+            seconds = max(1, min(seconds, MAX_LEASE - math.ceil(now - received) - 1))
+            self._hold(url, handle, seconds)
             BOOK.extend(key, handle, now + by)
             return from_epoch(now + by)
 
@@ -343,6 +355,15 @@ def _purged_is_lost() -> Iterator[None]:
         yield
     except QueueMissing:
         raise LeaseLost("this delivery was purged") from None
+
+
+def _stored(key: Key, handle: str, delivery: Delivery) -> Envelope:
+    """The envelope as stored (received by this process), else the delivery's."""
+    body = BOOK.lease_of(key, handle)[1]
+    if body is not None:
+        with contextlib.suppress(EnvelopeError, TypeError, ValueError):
+            return Envelope.from_json(body)
+    return delivery.envelope
 
 
 def _delay(envelope: Envelope) -> float:

@@ -103,6 +103,13 @@ class Link:
         """The current generation of a stemlab queue's level queues (0 if none yet)."""
         return _current(self._list(queue_prefix(namespace, queue), fresh))
 
+    def generation_since(self, namespace: str, queue: str, since: float) -> int:
+        """The current generation, from a listing made at or after `since` (monotonic)."""
+        prefix = queue_prefix(namespace, queue)
+        with self._lock:
+            cached = self._listed.get(prefix)
+        return _current(self._list(prefix, cached is None or cached[0] < since))
+
     def level_urls(self, namespace: str, queue: str, *, fresh: bool = False) -> dict[int, str]:
         """The existing priority-level SQS queues of a stemlab queue's current generation."""
         found = self._list(queue_prefix(namespace, queue), fresh)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["BASE_ATTR", "SQSConsumer"]
 
 BATCH = 10  # SQS receives at most ten messages per call
+RECHECK_AFTER = 0.25  # seconds in the read-ahead buffer before a hand-out checks for a purge
 BASE_ATTR = "stem_base"  # deliveries before this SQS message existed (requeue, re-delay)
 
 
@@ -51,6 +52,8 @@ class SQSConsumer(StoreConsumer):
         self._owner = (broker.scope, name)
         self._poll = broker.settings.poll_interval
         self._woken = threading.Event()
+        BOOK.set_cap(self._owner, prefetch)
+        self._filled: dict[str, float] = {}  # message id -> monotonic time of its receive
 
     # ----------------------------------------------------------- core hooks
     def _fill(self) -> float:
@@ -144,15 +147,23 @@ class SQSConsumer(StoreConsumer):
                     VisibilityTimeout=lease_seconds(seconds),
                 )
         expires = at + seconds  # SQS frees it up to a second later (reclaim_delay)
-        BOOK.record(key, handle, self._owner, expires)
+        BOOK.record(key, handle, self._owner, expires, at, body)
+        self._filled[mid] = time.monotonic()
         BOOK.buffer(key, True)
         fields = (level, generation_of(url), mid, handle)
         return Claim(fields, queue, payload, base + count, expires, url)
 
     def _hand_out(self, claim: Claim) -> float | None:
         key = (self._sqs.scope, str(claim.extra), str(claim.fields[2]))
-        if not BOOK.is_buffered(key):  # purged while read ahead: gone
+        filled = self._filled.pop(str(claim.fields[2]), None)
+        if not BOOK.is_buffered(key):  # purged (in this process) while read ahead: gone
             return None
+        if filled is not None and time.monotonic() - filled > RECHECK_AFTER:
+            # read ahead a while ago: a purge in another process may have replaced it
+            current = self._sqs.link.generation_since(self._sqs.namespace, claim.queue, filled)
+            if int(claim.fields[1]) < current:
+                BOOK.buffer(key, False)
+                return None
         if time.time() < claim.expires:
             BOOK.buffer(key, False)
             return claim.expires
@@ -179,6 +190,7 @@ class SQSConsumer(StoreConsumer):
     def _release(self, claims: list[Claim]) -> None:
         """Give back what was read ahead but never handed out: in place, count kept."""
         for claim in claims:
+            self._filled.pop(str(claim.fields[2]), None)
             message = {"ReceiptHandle": claim.fields[3], "MessageId": claim.fields[2]}
             self._give_back(str(claim.extra), message)
 

@@ -32,6 +32,8 @@ class _Lease:
     handle: str
     owner: tuple[str, str]  # (store id + namespace, consumer name)
     expires: float  # epoch seconds
+    received: float = 0.0  # epoch seconds of the receive (SQS caps visibility from there)
+    body: str | None = None  # the stored message body, as received
 
 
 class LeaseBook:
@@ -44,6 +46,7 @@ class LeaseBook:
         self._settled: OrderedDict[str, None] = OrderedDict()
         self._peeks: OrderedDict[Key, int] = OrderedDict()
         self._buffered: set[Key] = set()
+        self._caps: dict[tuple[str, str], int] = {}  # owner -> prefetch
 
     def buffer(self, key: Key, buffered: bool) -> None:
         """Mark a received message as read ahead (True) or handed out/given back (False)."""
@@ -85,13 +88,44 @@ class LeaseBook:
         with self._lock:
             return self._peeks.pop(key, 0)
 
-    def record(self, key: Key, handle: str, owner: tuple[str, str], expires: float) -> None:
+    def set_cap(self, owner: tuple[str, str], prefetch: int) -> None:
+        """The prefetch of a consumer name (the largest its consumers asked for)."""
+        with self._lock:
+            self._caps[owner] = max(prefetch, self._caps.get(owner, 0))
+
+    def lease_of(self, key: Key, handle: str) -> tuple[float, str | None]:
+        """(receive time, stored body) of a live lease, else (0.0, None)."""
+        with self._lock:
+            lease = self._latest.get(key)
+            if lease is None or lease.handle != handle:
+                return 0.0, None
+            return lease.received, lease.body
+
+    def check_extend(self, key: Key, handle: str, now: float) -> None:
+        """`LeaseLost` if extending an expired lease would exceed its owner's prefetch."""
+        with self._lock:
+            lease = self._latest.get(key)
+            if lease is None or lease.handle != handle or lease.expires > now:
+                return
+            owner, cap = lease.owner, self._caps.get(lease.owner)
+        if cap is not None and self.held(owner, now) >= cap:
+            raise LeaseLost(_STALE)
+
+    def record(
+        self,
+        key: Key,
+        handle: str,
+        owner: tuple[str, str],
+        expires: float,
+        received: float = 0.0,
+        body: str | None = None,
+    ) -> None:
         """A new delivery of a message: its handle becomes the only live one."""
         with self._lock:
             old = self._latest.get(key)
             if old is not None:
                 self._by_owner.get(old.owner, set()).discard(key)
-            self._latest[key] = _Lease(handle, owner, expires)
+            self._latest[key] = _Lease(handle, owner, expires, received, body)
             self._by_owner.setdefault(owner, set()).add(key)
 
     def check(self, key: Key, handle: str) -> None:

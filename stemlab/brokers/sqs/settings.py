@@ -23,6 +23,7 @@ __all__ = [
     "DLQ",
     "LEVELS",
     "MAX_DELAY",
+    "MAX_LEASE",
     "Settings",
     "lease_seconds",
     "namespace_prefix",
