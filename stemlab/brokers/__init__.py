@@ -23,6 +23,8 @@ SCHEMES: dict[str, tuple[str, str, str | None]] = {
     "postgres": ("stemlab.brokers.postgres", "PostgresBroker", "postgres"),
     "amqp": ("stemlab.brokers.amqp", "AmqpBroker", "amqp"),
     "amqps": ("stemlab.brokers.amqp", "AmqpBroker", "amqp"),
+    "sqs": ("stemlab.brokers.sqs", "SQSBroker", "sqs"),
+    "sqss": ("stemlab.brokers.sqs", "SQSBroker", "sqs"),
 }
 
 

@@ -1,7 +1,7 @@
 """Which profile name a live broker goes by: the short name of its adapter.
 
 Profiles in `data/profiles/` are named after the adapters ("memory", "sqlite",
-"redis", "postgres", "rabbitmq"), so naming a broker is model knowledge; it needs no
+"redis", "postgres", "rabbitmq", "sqs"), so naming a broker is model knowledge; it needs no
 adapter imported, only the convention that adapters live in
 `stemlab.brokers.<name>` ("_" in a package name reads "-": `redis_streams` is
 "redis-streams").
@@ -27,7 +27,7 @@ def unwrap(broker: Broker) -> Broker:
 
 
 def broker_name(broker: Broker) -> str:
-    """The adapter's short name ("memory", "redis", "redis-streams", "rabbitmq", ...).
+    """The adapter's short name ("memory", "redis", "redis-streams", "rabbitmq", "sqs", ...).
 
     Else its class name. A wrapper is looked through, so an instrumented Redis broker is "redis".
     """

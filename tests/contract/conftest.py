@@ -19,6 +19,7 @@ import pytest
 import stemlab
 from stemlab import Broker
 from tests.conftest import AMQP_URL, POSTGRES_URL, REDIS_URL, require_service
+from tests.sqs_server import sqs_url
 
 Factory = Callable[..., Broker]
 # injector(broker, queue, raw_bytes): write undecodable bytes straight into that
@@ -203,6 +204,39 @@ def _clean_amqp_namespaces() -> Iterator[None]:
         delete_amqp_namespaces(AMQP_URL, sorted(_AMQP_NAMESPACES))
         _AMQP_NAMESPACES.clear()
         _AMQP_SHARED.clear()
+
+
+# SQS namespaces opened during the current test; their SQS queues are deleted afterwards
+# (only queues whose names start with the namespace's prefix).
+_SQS_NAMESPACES: set[str] = set()
+
+
+def sqs_factory(namespace: str, tmp_path: Path, **options: Any) -> Broker:
+    _SQS_NAMESPACES.add(namespace)
+    return stemlab.connect(sqs_url(), namespace=namespace, **options)
+
+
+def sqs_url_for(namespace: str, tmp_path: Path) -> tuple[str, dict[str, Any]]:
+    _SQS_NAMESPACES.add(namespace)
+    return sqs_url(), {"namespace": namespace}
+
+
+def sqs_injector(broker: Broker, queue: str, raw: bytes) -> None:
+    """Send `raw` as a ready message of `queue` straight to its priority-0 SQS queue."""
+    link = broker.link  # type: ignore[attr-defined]
+    url = link.level_url(broker.namespace, queue, 0)  # type: ignore[attr-defined]
+    link.call("send_message", QueueUrl=url, MessageBody=raw.decode("utf-8", "replace"))
+
+
+@pytest.fixture(autouse=True)
+def _clean_sqs_namespaces() -> Iterator[None]:
+    yield
+    if _SQS_NAMESPACES:
+        from tests.sqs_server import delete_namespace
+
+        for ns in sorted(_SQS_NAMESPACES):
+            delete_namespace(sqs_url(), ns)
+        _SQS_NAMESPACES.clear()
 
 
 ADAPTERS: dict[str, Factory] = {

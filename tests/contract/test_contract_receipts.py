@@ -80,6 +80,12 @@ def other_store(adapter: str, namespace: str, tmp_path: Path) -> Iterator[Callab
             # URL as given); the namespace's queues are cleaned up by the conftest fixture.
             url = require_service("amqp", AMQP_URL).replace("127.0.0.1", "localhost")
             broker = stemlab.connect(url, namespace=namespace, **options)
+        elif base == "sqs":  # another region of the same endpoint is another store
+            from tests.sqs_server import delete_namespace, sqs_url
+
+            url = sqs_url().replace("region=us-east-1", "region=eu-west-1")
+            broker = stemlab.connect(url, namespace=namespace, **options)
+            cleanups.append(lambda: delete_namespace(url, namespace))
         else:
             pytest.skip(f"no second store known for {adapter}")
         if adapter.endswith(INSTRUMENTED):

@@ -564,6 +564,10 @@ def _cleanup(adapter: str, namespace: str) -> None:
         delete_namespaces(POSTGRES_URL, [namespace])
     elif base == "amqp":
         delete_amqp_namespaces(AMQP_URL, [namespace])
+    elif base == "sqs":
+        from tests.sqs_server import delete_namespace, sqs_url
+
+        delete_namespace(sqs_url(), namespace)
 
 
 @pytest.mark.parametrize("adapter", adapter_names())

@@ -12,6 +12,7 @@ BLOCKER = textwrap.dedent(
     OPTIONAL = {
         "redis", "hiredis", "psycopg", "psycopg_pool", "pika", "tqdm", "ipywidgets", "IPython"
     }
+    OPTIONAL |= {"boto3", "botocore"}
 
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
