@@ -15,7 +15,8 @@ import itertools
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from heapq import heappush
+from typing import Any, NamedTuple
 
 from stemlab.core.clock import from_epoch, to_epoch
 from stemlab.core.envelope import Envelope
@@ -43,9 +44,12 @@ class _Msg:
     cap: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """A claimed message: its fencing token, envelope, expiry and delivery count."""
+class Lease(NamedTuple):
+    """A claimed message: its fencing token, envelope, expiry and delivery count.
+
+    An immutable named tuple rather than a frozen dataclass: one is built per
+    delivery, and a tuple costs a third as much (`lease._replace(...)` copies one).
+    """
 
     token: int
     envelope: Envelope
@@ -81,7 +85,11 @@ class QueueState:
 
     # ------------------------------------------------------------------ time
     def tick(self, now: float) -> None:
-        """Release due delayed messages and take back expired leases."""
+        """Release due delayed messages and take back expired leases.
+
+        The hot paths (publish, claim, settling) check the two heap heads
+        themselves and call this only when one of them is due.
+        """
         delayed = self._delayed
         while delayed and delayed[0][0] <= now:
             _, key, seq = heapq.heappop(delayed)
@@ -162,19 +170,30 @@ class QueueState:
 
     # -------------------------------------------------------------- producer
     def publish(self, envelope: Envelope, now: float) -> None:
-        """Store a validated envelope: ready now, or delayed until `not_before`."""
-        self.tick(now)
-        key = next(self._counter)
-        msg = _Msg(key, envelope, envelope.queue, envelope.priority, DELAYED)
-        self._msgs[key] = msg
-        q = self._queue(msg.queue)
-        q.counts[DELAYED] += 1
-        due = to_epoch(envelope.not_before) if envelope.not_before is not None else None
-        if due is not None and due > now:
-            msg.seq = next(self._counter)
-            heapq.heappush(self._delayed, (due, key, msg.seq))
+        """Store a validated envelope: ready now, or delayed until `not_before`.
+
+        Written out (no `_make_ready`) because it runs once per message; the key
+        and sequence numbers are drawn in the same order as the general path.
+        """
+        delayed, expiry = self._delayed, self._expiry
+        if (delayed and delayed[0][0] <= now) or (expiry and expiry[0][0] <= now):
+            self.tick(now)
+        counter = self._counter
+        key = next(counter)
+        queue = envelope.queue
+        q = self._queues.get(queue) or self._queue(queue)
+        not_before = envelope.not_before
+        if not_before is not None and (due := to_epoch(not_before)) > now:
+            seq = next(counter)
+            msg = _Msg(key, envelope, queue, envelope.priority, DELAYED, seq)
+            q.counts[DELAYED] += 1
+            heappush(delayed, (due, key, seq))
         else:
-            self._make_ready(msg)
+            seq = next(counter)
+            msg = _Msg(key, envelope, queue, envelope.priority, READY, seq)
+            q.counts[READY] += 1
+            q.ready[msg.priority].append((seq, key))
+        self._msgs[key] = msg
 
     # -------------------------------------------------------------- consumer
     def held(self, consumer: str) -> int:
@@ -196,8 +215,16 @@ class QueueState:
         else this state's default. With `prefetch` (the consumer's cap), extending such
         a lease after it expired takes a slot of the consumer again, only if one is free.
         """
-        self.tick(now)
+        delayed, expiry = self._delayed, self._expiry
+        if (delayed and delayed[0][0] <= now) or (expiry and expiry[0][0] <= now):
+            self.tick(now)
         default = visibility_timeout or self.default_visibility_timeout
+        if limit == 1 and len(queues) == 1:  # one delivery from one queue: the hot path
+            q = self._queues.get(queues[0])
+            if q is None or not q.counts[READY]:
+                return []
+            one = self._pop_one(q)
+            return [] if one is None else [self._lease(one, consumer, now, default, prefetch or 0)]
         out: list[Lease] = []
         while len(out) < limit:
             msg = self._pop_best(queues)
@@ -249,18 +276,26 @@ class QueueState:
             if msg.consumer is not None:
                 self._release_slot(msg)
         token = next(self._counter)
-        vt = msg.envelope.visibility_timeout or default_vt
-        msg.token, msg.consumer, msg.expires = token, consumer, now + vt
+        envelope = msg.envelope
+        expires = now + (envelope.visibility_timeout or default_vt)
+        msg.token, msg.consumer, msg.expires = token, consumer, expires
         msg.owner, msg.cap = consumer, cap
-        msg.deliveries += 1
-        self._move(msg, LEASED)
-        self._leases[token] = msg.key
-        self._held[consumer] = self._held.get(consumer, 0) + 1
-        heapq.heappush(self._expiry, (msg.expires, token, msg.key))
-        return Lease(token, msg.envelope, msg.queue, msg.expires, msg.deliveries)
+        deliveries = msg.deliveries = msg.deliveries + 1
+        counts = self._queues[msg.queue].counts  # `_move(msg, LEASED)`, written out
+        counts[msg.state] -= 1
+        counts[LEASED] += 1
+        msg.state = LEASED
+        key = msg.key
+        self._leases[token] = key
+        held = self._held
+        held[consumer] = held.get(consumer, 0) + 1
+        heappush(self._expiry, (expires, token, key))
+        return Lease(token, envelope, msg.queue, expires, deliveries)
 
     def _live(self, token: int, now: float) -> _Msg:
-        self.tick(now)
+        delayed, expiry = self._delayed, self._expiry
+        if (delayed and delayed[0][0] <= now) or (expiry and expiry[0][0] <= now):
+            self.tick(now)
         key = self._leases.get(token)
         msg = self._msgs.get(key) if key is not None else None
         if msg is None or msg.token != token:
@@ -268,7 +303,14 @@ class QueueState:
         return msg
 
     def ack(self, token: int, now: float) -> None:
-        self._remove(self._live(token, now))
+        """Settle a delivery: the message is gone (`_remove`, written out for speed)."""
+        msg = self._live(token, now)
+        state = msg.state
+        if state == LEASED:
+            self._release_slot(msg)
+        del self._leases[token]  # `_live` found it there: msg.token == token
+        self._queues[msg.queue].counts[state] -= 1
+        del self._msgs[msg.key]
 
     def nack(self, token: int, now: float, requeue: bool = True) -> None:
         """Requeue at the tail of its priority, or dead-letter with reason "nack"."""

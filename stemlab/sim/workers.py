@@ -33,7 +33,6 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Generator
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -46,8 +45,9 @@ from stemlab.errors import LeaseLost
 from stemlab.model.protocol import POLL_S, RENEW_FRACTION, retry_delay
 from stemlab.model.result import TaskLedger
 from stemlab.model.scenario import Scenario
-from stemlab.model.workload import Workload, draw_execution
+from stemlab.model.workload import Workload
 from stemlab.sim.broker import SIM_QUEUE, EnvelopeFactory, SimBroker
+from stemlab.sim.draws import ExecutionDraw
 
 __all__ = ["COUNTERS", "GET_TIMEOUT", "SimRun"]
 
@@ -139,13 +139,21 @@ class SimRun:
 
     # ------------------------------------------------------------ slots
     def slot(self, index: int) -> Proc:
-        """One task slot: fill its prefetch, execute the oldest delivery, settle; forever."""
+        """One task slot: fill its prefetch, execute the oldest delivery, settle; forever.
+
+        The get / work / ack path is written out with its names bound up front
+        (it runs once per task and sets the simulator's speed); every rarer
+        branch (polling, prefetch top-up, refusals, renewals, failures, crashes)
+        goes through the helper methods below.
+        """
         env, broker, ledger, scenario = self.env, self.broker, self.ledger, self.scenario
-        state, queues, ops = broker.state, broker.queues, broker.ops
+        state, queues, ops, idle = broker.state, broker.queues, broker.ops, broker.idle
+        claim, ack, timeout = state.claim, state.ack, env.timeout
+        delivered, started, finished = ledger.delivered, ledger.started, ledger.finished
         claim_latency, ack_latency = broker.latency["claim"], broker.latency["ack"]
         vt, sweep, prefetch = broker.visibility_timeout, broker.sweep, scenario.prefetch
-        exec_rng, resolved, total = self.exec_rng, self.resolved, len(self.ids)
-        services = self.services
+        blocking, resolved, total = broker.blocking, self.resolved, len(self.ids)
+        services, plan = self.services, ExecutionDraw(scenario, self.exec_rng)
         wakeup = broker.wakeup
         renewing, step = scenario.lease_renewal, RENEW_FRACTION * broker.visibility_timeout
         max_deliveries = scenario.max_deliveries or math.inf
@@ -156,67 +164,80 @@ class SimRun:
         while True:
             if not buffer:  # a blocking get
                 start = env.now
-                if broker.blocking:
-                    leases = state.claim(
+                if blocking:
+                    leases = claim(
                         queues, consumer, start, 1, broker.lease_for(start, vt) if sweep else vt
                     )
                     if leases:
                         lease = leases[0]
-                        broker.arm()
-                        granted = env.now
+                        if idle:
+                            broker.arm()
+                        granted = start
                     else:
                         lease = yield broker.wait(consumer)
                         granted = env.now
                         if wakeup is not None:  # the idle consumer still has to wake up
-                            yield env.timeout(wakeup())
+                            yield timeout(wakeup())
                 else:
                     lease, granted = yield from self._poll(consumer, start)
                 lat = claim_latency()
                 if lat:
-                    yield env.timeout(lat)
-                self._received(lease, consumer, start, granted)
+                    yield timeout(lat)
+                now = env.now
+                envelope = lease.envelope
+                if (granted - start) / GET_TIMEOUT >= 1.0:  # idle get() calls timed out first
+                    self._received(lease, consumer, start, granted)
+                else:  # `_received`, written out
+                    delivered(envelope.id, now)
+                    if ops is not None:
+                        ops.append(
+                            (start, "get", SIM_QUEUE, envelope.id, envelope.priority, now - start,
+                             True, None, consumer, lease.delivery_count)
+                        )  # fmt: skip
                 buffer.append(lease)
             if prefetch > 1 and len(buffer) < prefetch:
                 yield from self._top_up(consumer, buffer)
             lease = buffer.popleft()
-            if lease.expires_at <= env.now or lease.delivery_count > max_deliveries:
+            now = env.now
+            if lease.expires_at <= now or lease.delivery_count > max_deliveries:
                 yield from self._refuse(lease, consumer)
                 continue
-            if renewing and lease.expires_at - env.now < vt - step:
+            if renewing and lease.expires_at - now < vt - step:
                 renewed = yield from self._extend(lease, consumer)  # it waited in the buffer
                 if renewed is None:
                     continue
                 lease = renewed
+                now = env.now
 
             envelope = lease.envelope
             task_id = envelope.id
             if same and lease.delivery_count > 1:
                 first = services.get(id(envelope))
-                plan = draw_execution(scenario, exec_rng, first[1] if first else None)
+                outcome, service, work = plan(first[1] if first else None)
             else:
-                plan = draw_execution(scenario, exec_rng)
+                outcome, service, work = plan(None)
                 if same:  # a redelivery carries this very envelope object
-                    services[id(envelope)] = (envelope, plan.service_s)
-            ledger.started(task_id, env.now)
-            outcome = plan.outcome
-            work = plan.crash_after_s if outcome == "crash" else plan.service_s
+                    services[id(envelope)] = (envelope, service)
+            started(task_id, now)
             if renewing:
                 yield from self._work_renewing(lease, consumer, work, buffer)
             elif work > 0:
-                yield env.timeout(work)
+                yield timeout(work)
 
             if outcome == "ok":
                 start = env.now
-                ledger.finished(task_id, start, success=True)
+                finished(task_id, start, success=True)
                 lat = ack_latency()
                 if lat:
-                    yield env.timeout(lat)
-                now = env.now
+                    yield timeout(lat)
+                    now = env.now
+                else:
+                    now = start
                 error: str | None = None
                 if now >= lease.expires_at:
                     broker.expire()  # the broker's expiry comes first at the same instant
                 try:
-                    state.ack(lease.token, now)
+                    ack(lease.token, now)
                 except LeaseLost:  # the lease expired and another delivery took it
                     error = "LeaseLost"
                     self.counters["lease_lost"] += 1
@@ -227,11 +248,11 @@ class SimRun:
                         services.pop(id(envelope), None)
                 if ops is not None:
                     ops.append(
-                        (start, "ack", SIM_QUEUE, task_id, lease.envelope.priority, lat,
+                        (start, "ack", SIM_QUEUE, task_id, envelope.priority, lat,
                          error is None, error, consumer, lease.delivery_count)
                     )  # fmt: skip
             elif outcome == "fail":
-                ledger.finished(task_id, env.now, success=False)
+                finished(task_id, env.now, success=False)
                 self.counters["failures"] += 1
                 yield from self._fail(lease, consumer)
             else:  # crash: the worker dies holding its deliveries; they wait for their leases
@@ -374,7 +395,7 @@ class SimRun:
             expires = broker.state.extend(lease.token, now, broker.lease_for(now, vt), consumer)
             ok, error = True, None
             self.counters["renewals"] += 1
-            renewed = replace(lease, expires_at=expires)
+            renewed = lease._replace(expires_at=expires)
         except LeaseLost:
             ok, error = False, "LeaseLost"
             self.counters["lease_lost"] += 1

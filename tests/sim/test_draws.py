@@ -1,0 +1,33 @@
+"""The simulator's hot-path execution draws equal `draw_execution`, draw for draw."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stemlab.model.distributions import LogNormal
+from stemlab.model.scenario import Scenario
+from stemlab.model.workload import draw_execution
+from stemlab.sim.draws import ExecutionDraw
+
+
+@pytest.mark.parametrize(("failure", "crash"), [(0.0, 0.0), (0.2, 0.0), (0.0, 0.3), (0.25, 0.25)])
+def test_execution_draw_matches_draw_execution(failure: float, crash: float) -> None:
+    sc = Scenario(
+        tasks=10,
+        service_time=LogNormal(0.5, 1.0),
+        failure_probability=failure,
+        crash_probability=crash,
+    )
+    ours, theirs = np.random.default_rng(7), np.random.default_rng(7)
+    draw = ExecutionDraw(sc, ours)
+    outcomes = set()
+    for i in range(2_000):
+        same = 0.125 if i % 3 == 0 else None  # a redelivery keeps its first service time
+        outcome, service, work = draw(same)
+        plan = draw_execution(sc, theirs, same)
+        expected_work = plan.crash_after_s if plan.outcome == "crash" else plan.service_s
+        assert (outcome, service, work) == (plan.outcome, plan.service_s, expected_work)
+        outcomes.add(outcome)
+    assert outcomes == {"ok"} | ({"fail"} if failure else set()) | ({"crash"} if crash else set())
+    assert ours.random() == theirs.random()  # both generators are at the same point
