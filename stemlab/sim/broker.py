@@ -229,7 +229,11 @@ class SimBroker:
         idle = self.idle
         state = self.state
         now = self.env.now
-        vt = self.lease_for(now, self.visibility_timeout)
+        vt = (
+            self.visibility_timeout
+            if self.sweep is None
+            else self.lease_for(now, self.visibility_timeout)
+        )
         while idle:
             event, consumer = idle[0]
             leases = state.claim(self.queues, consumer, now, 1, vt)

@@ -110,26 +110,31 @@ class SimRun:
     # ------------------------------------------------------------ producer
     def producer(self) -> Proc:
         """Publish task i at arrivals[i] (later if the previous publish is still running)."""
-        env, broker, ledger, make = self.env, self.broker, self.ledger, self.make_envelope
+        env, broker, make, idle = self.env, self.broker, self.make_envelope, self.broker.idle
         publish, latency, ops = broker.state.publish, broker.latency["publish"], broker.ops
+        enqueued, timeout, fixed = self.ledger.enqueued, env.timeout, latency.const
         arrivals = self.workload.arrivals.tolist()
         priorities = self.workload.priorities.tolist()
+        levels = {p: broker.level(p) for p in set(priorities)}  # the priority the broker keeps
         delays = self.workload.delays.tolist()
         for i, task_id in enumerate(self.ids):
-            wait = arrivals[i] - env.now
-            if wait > 0:
-                yield env.timeout(wait)
             start = env.now
+            wait = arrivals[i] - start
+            if wait > 0:
+                yield timeout(wait)
+                start = env.now
             prio = priorities[i]
-            ledger.enqueued(task_id, prio, start)
+            enqueued(task_id, prio, start)
             delay = delays[i]
             not_before = from_epoch(start + delay) if delay > 0 else None
-            envelope = make(task_id, i, broker.level(prio), from_epoch(start), not_before)
-            lat = latency()
+            envelope = make(task_id, i, levels[prio], from_epoch(start), not_before)
+            lat = latency() if fixed is None else fixed
             if lat:
-                yield env.timeout(lat)
-            publish(envelope, env.now)
-            if broker.idle:
+                yield timeout(lat)
+                publish(envelope, env.now)
+            else:
+                publish(envelope, start)
+            if idle:
                 broker.published(not_before is not None)
             if ops is not None:
                 ops.append(
@@ -151,6 +156,7 @@ class SimRun:
         claim, ack, timeout = state.claim, state.ack, env.timeout
         delivered, started, finished = ledger.delivered, ledger.started, ledger.finished
         claim_latency, ack_latency = broker.latency["claim"], broker.latency["ack"]
+        claim_fixed, ack_fixed = claim_latency.const, ack_latency.const  # constants: no call
         vt, sweep, prefetch = broker.visibility_timeout, broker.sweep, scenario.prefetch
         blocking, resolved, total = broker.blocking, self.resolved, len(self.ids)
         services, plan = self.services, ExecutionDraw(scenario, self.exec_rng)
@@ -180,7 +186,7 @@ class SimRun:
                             yield timeout(wakeup())
                 else:
                     lease, granted = yield from self._poll(consumer, start)
-                lat = claim_latency()
+                lat = claim_latency() if claim_fixed is None else claim_fixed
                 if lat:
                     yield timeout(lat)
                 now = env.now
@@ -227,7 +233,7 @@ class SimRun:
             if outcome == "ok":
                 start = env.now
                 finished(task_id, start, success=True)
-                lat = ack_latency()
+                lat = ack_latency() if ack_fixed is None else ack_fixed
                 if lat:
                     yield timeout(lat)
                     now = env.now
