@@ -59,12 +59,21 @@ class Lease(NamedTuple):
 
 
 class _Queue:
-    __slots__ = ("counts", "dead", "ready")
+    __slots__ = ("counts", "dead", "ready", "seen", "used")
 
     def __init__(self) -> None:
         self.ready: list[deque[tuple[int, int]]] = [deque() for _ in range(10)]
         self.counts = {READY: 0, DELAYED: 0, LEASED: 0}
         self.dead: list[DeadLetterEntry] = []
+        # the ready deques of the priorities this queue has seen, highest first: a claim
+        # scans only those (one, with a single priority) instead of all ten levels
+        self.seen = [False] * 10
+        self.used: list[deque[tuple[int, int]]] = []
+
+    def see(self, priority: int) -> None:
+        """Add a priority's deque to `used`, keeping highest-first order (once per level)."""
+        self.seen[priority] = True
+        self.used = [self.ready[p] for p in range(9, -1, -1) if self.seen[p]]
 
 
 class QueueState:
@@ -148,7 +157,10 @@ class QueueState:
     def _make_ready(self, msg: _Msg) -> None:
         self._move(msg, READY)
         msg.seq = next(self._counter)
-        self._queue(msg.queue).ready[msg.priority].append((msg.seq, msg.key))
+        q = self._queue(msg.queue)
+        if not q.seen[msg.priority]:
+            q.see(msg.priority)
+        q.ready[msg.priority].append((msg.seq, msg.key))
 
     def _release_slot(self, msg: _Msg) -> None:
         consumer = msg.consumer
@@ -192,6 +204,8 @@ class QueueState:
             seq = next(counter)
             msg = _Msg(key, envelope, queue, envelope.priority, READY, seq)
             q.counts[READY] += 1
+            if not q.seen[msg.priority]:
+                q.see(msg.priority)
             q.ready[msg.priority].append((seq, key))
         self._msgs[key] = msg
 
@@ -260,7 +274,7 @@ class QueueState:
     def _pop_one(self, q: _Queue) -> _Msg | None:
         """The best ready message of one queue (the common case, kept fast)."""
         msgs = self._msgs
-        for dq in reversed(q.ready):
+        for dq in q.used:
             while dq:
                 seq, key = dq.popleft()
                 msg = msgs.get(key)
@@ -303,14 +317,30 @@ class QueueState:
         return msg
 
     def ack(self, token: int, now: float) -> None:
-        """Settle a delivery: the message is gone (`_remove`, written out for speed)."""
-        msg = self._live(token, now)
+        """Settle a delivery: the message is gone.
+
+        `_live` then `_remove`, written out (one ack per message, the hot path).
+        """
+        delayed, expiry = self._delayed, self._expiry
+        if (delayed and delayed[0][0] <= now) or (expiry and expiry[0][0] <= now):
+            self.tick(now)
+        leases, msgs = self._leases, self._msgs
+        key = leases.get(token)
+        msg = msgs.get(key) if key is not None else None
+        if msg is None or msg.token != token:
+            raise LeaseLost("this delivery was already settled or handed to another consumer")
         state = msg.state
-        if state == LEASED:
-            self._release_slot(msg)
-        del self._leases[token]  # `_live` found it there: msg.token == token
+        if state == LEASED and (consumer := msg.consumer) is not None:  # `_release_slot`
+            held = self._held
+            left = held[consumer] - 1
+            if left:
+                held[consumer] = left
+            else:
+                del held[consumer]
+            msg.consumer = None
+        del leases[token]
         self._queues[msg.queue].counts[state] -= 1
-        del self._msgs[msg.key]
+        del msgs[msg.key]
 
     def nack(self, token: int, now: float, requeue: bool = True) -> None:
         """Requeue at the tail of its priority, or dead-letter with reason "nack"."""
