@@ -35,7 +35,14 @@ from stemlab.model.distributions import Constant, Distribution, Empirical
 from stemlab.model.profile import OPS, BrokerProfile
 from stemlab.model.protocol import QUEUE, RETRY_MAX, TASK_NAME
 
-__all__ = ["SIM_QUEUE", "EnvelopeFactory", "LatencyDraw", "SimBroker", "wakeup_distribution"]
+__all__ = [
+    "SIM_QUEUE",
+    "EnvelopeFactory",
+    "LatencyDraw",
+    "SimBroker",
+    "fixed_latency",
+    "wakeup_distribution",
+]
 
 SIM_QUEUE = QUEUE  # the queue run_live uses ("scenario")
 _BLOCK = 2048  # latency draws fetched per refill
@@ -62,6 +69,15 @@ class LatencyDraw:
         value = self._buf[self._i]
         self._i += 1
         return float(value)
+
+
+def fixed_latency(draw: object) -> float | None:
+    """The constant a latency draw always returns (None: it varies, or it is not a `LatencyDraw`).
+
+    The hot paths skip the call for a constant; a latency wrapped by another
+    model (any other callable) is always called.
+    """
+    return draw.const if isinstance(draw, LatencyDraw) else None
 
 
 class EnvelopeFactory:

@@ -46,7 +46,7 @@ from stemlab.model.protocol import POLL_S, RENEW_FRACTION, retry_delay
 from stemlab.model.result import TaskLedger
 from stemlab.model.scenario import Scenario
 from stemlab.model.workload import Workload
-from stemlab.sim.broker import SIM_QUEUE, EnvelopeFactory, SimBroker
+from stemlab.sim.broker import SIM_QUEUE, EnvelopeFactory, SimBroker, fixed_latency
 from stemlab.sim.draws import ExecutionDraw
 
 __all__ = ["COUNTERS", "GET_TIMEOUT", "SimRun"]
@@ -112,7 +112,7 @@ class SimRun:
         """Publish task i at arrivals[i] (later if the previous publish is still running)."""
         env, broker, make, idle = self.env, self.broker, self.make_envelope, self.broker.idle
         publish, latency, ops = broker.state.publish, broker.latency["publish"], broker.ops
-        enqueued, timeout, fixed = self.ledger.enqueued, env.timeout, latency.const
+        enqueued, timeout, fixed = self.ledger.enqueued, env.timeout, fixed_latency(latency)
         arrivals = self.workload.arrivals.tolist()
         priorities = self.workload.priorities.tolist()
         levels = {p: broker.level(p) for p in set(priorities)}  # the priority the broker keeps
@@ -156,7 +156,7 @@ class SimRun:
         claim, ack, timeout = state.claim, state.ack, env.timeout
         delivered, started, finished = ledger.delivered, ledger.started, ledger.finished
         claim_latency, ack_latency = broker.latency["claim"], broker.latency["ack"]
-        claim_fixed, ack_fixed = claim_latency.const, ack_latency.const  # constants: no call
+        claim_fixed, ack_fixed = fixed_latency(claim_latency), fixed_latency(ack_latency)
         vt, sweep, prefetch = broker.visibility_timeout, broker.sweep, scenario.prefetch
         blocking, resolved, total = broker.blocking, self.resolved, len(self.ids)
         services, plan = self.services, ExecutionDraw(scenario, self.exec_rng)

@@ -1,13 +1,15 @@
-"""The simulator's hot-path execution draws equal `draw_execution`, draw for draw."""
+"""The simulator's hot-path draws: execution plans equal `draw_execution`, draw for draw;
+only a constant `LatencyDraw` lets the hot path skip the latency call."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from stemlab.model.distributions import LogNormal
+from stemlab.model.distributions import Constant, LogNormal
 from stemlab.model.scenario import Scenario
 from stemlab.model.workload import draw_execution
+from stemlab.sim.broker import LatencyDraw, fixed_latency
 from stemlab.sim.draws import ExecutionDraw
 
 
@@ -31,3 +33,11 @@ def test_execution_draw_matches_draw_execution(failure: float, crash: float) -> 
         outcomes.add(outcome)
     assert outcomes == {"ok"} | ({"fail"} if failure else set()) | ({"crash"} if crash else set())
     assert ours.random() == theirs.random()  # both generators are at the same point
+
+
+def test_fixed_latency_only_for_constant_latency_draws() -> None:
+    rng = np.random.default_rng(0)
+    assert fixed_latency(LatencyDraw(Constant(0.002), rng)) == 0.002
+    assert fixed_latency(LatencyDraw(Constant(0.0), rng)) == 0.0
+    assert fixed_latency(LatencyDraw(LogNormal(0.01, 0.5), rng)) is None
+    assert fixed_latency(lambda: 0.002) is None  # a wrapped latency is always called
