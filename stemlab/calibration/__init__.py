@@ -236,7 +236,7 @@ def _profile(
     meta["publish_unwatched"] = {
         **quantiles(m.publish_unwatched),
         "note": "publish with no consumer attached (the profile's publish has idle consumers "
-        "to wake, as at load <= 0.7); the profile's host section keeps it as "
+        "to wake, as at load <= 0.7); with the load ramp the host section keeps it as "
         "publish_unwatched and the simulator interpolates by the number of idle consumers",
     }
     if polling:
