@@ -3,17 +3,19 @@
 Each broker (memory, SQLite, Redis, Postgres) is calibrated quickly (with
 the load ramp, so its profile has the host model) and then runs the shipped
 broker-bound scenarios `sat-fast-050/080/095/120` (1 ms tasks, one worker,
-load 0.5 to 1.2) live and simulated, one replication each: about 30-40 s
-per broker on a quiet 2-core machine.
+load 0.5 to 1.2) live and simulated, one replication each.
 
-What is asserted is what holds (docs/fidelity.md has the measured table and
-the misses): every run completes in both worlds, the reports carry the
-machine's load, the targets are the ones for each load, and at load 1.2
-the host model predicts the capacity at least as well as the same profile
-without it (the old model, which over-predicts capacity). The fidelity
+What is asserted is what holds: every run completes in both worlds, the
+reports carry the machine's load, each scenario is held to the targets of
+its load (e2e p50/p95 and throughput up to 0.95, throughput alone above),
+the calibrated profile has a host section with measured client CPU, and
+its load check agrees with the CPU other programs used. The fidelity
 targets themselves (throughput within 10 %, e2e p50/p95 within 20 % up to
-load 0.95) are evaluated and printed with their figures, not asserted:
-they are missed on this shared machine (see docs/fidelity.md).
+load 0.95) are evaluated and printed with their figures (run with -s), NOT
+asserted: they have not yet been seen to hold on any run (all were measured
+on a 2-core machine shared with other jobs at load average 10-14; the
+figures and the reasons are in docs/fidelity.md), and an assertion that
+does not hold would be a red test, not a check.
 
 Retry (documented): when a check fails and the machine's 1-minute load
 average was above its core count during the run, the broker's whole run
@@ -30,7 +32,7 @@ from pathlib import Path
 import pytest
 
 import stemlab
-from stemlab import calibrate, simulate, validate
+from stemlab import calibrate, validate
 from stemlab.calibration import BusyMachineWarning
 from stemlab.cli._common import load_scenario
 from stemlab.experiments.validate import ValidationReport, targets_for
@@ -58,15 +60,6 @@ def _run(adapter: str, folder: Path) -> list[ValidationReport]:
             CLEANUP[adapter](namespace)
 
 
-def _capacity_errors(report: ValidationReport) -> tuple[float, float]:
-    """|relative error| of the predicted throughput with and without the host model."""
-    measured = report.live[0].summary()["throughput"]
-    plain = report.profile.with_overrides(host=None)
-    without = simulate(report.scenario, plain, seed=0, record_ops=False).summary()["throughput"]
-    with_host = report.sim[0].summary()["throughput"]
-    return abs(with_host / measured - 1), abs(without / measured - 1)
-
-
 def _problems(reports: list[ValidationReport]) -> list[str]:
     problems = []
     for report in reports:
@@ -81,10 +74,17 @@ def _problems(reports: list[ValidationReport]) -> list[str]:
         expected = targets_for(report.scenario)
         if set(frame["target"].dropna().index) != set(expected):
             problems.append(f"{name}: targets {list(frame['target'].dropna().index)}")
-    over = next(r for r in reports if r.scenario.load > 1)
-    hosted, plain = _capacity_errors(over)
-    if hosted > plain + 0.02:
-        problems.append(f"capacity error with host model {hosted:.0%} > without {plain:.0%}")
+    profile = reports[0].profile
+    host, info = profile.host, profile.meta.get("host_model", {})
+    if host is None or not all(host.client_cpu.get(op, 0) > 0 for op in ("publish", "claim")):
+        problems.append(f"no measured host section: {host}")
+    check = info.get("load_check", {})
+    share = check.get("background_share")
+    expected_verdict = "forced" if share is not None and share > check["refuse_above"] else None
+    if expected_verdict and check.get("verdict") != expected_verdict:
+        problems.append(f"load check {check} should be {expected_verdict}")
+    if share is not None and share <= check["refuse_above"] and check["verdict"] == "forced":
+        problems.append(f"load check {check} forced below the refusal threshold")
     return problems
 
 
@@ -95,7 +95,8 @@ def _summary(adapter: str, reports: list[ValidationReport]) -> str:
         cells = [
             f"{m} {f.at[m, 'measured'] * (1 if m == 'throughput' else 1000):.1f}"
             f"/{f.at[m, 'predicted'] * (1 if m == 'throughput' else 1000):.1f}"
-            f" ({f.at[m, 'rel_error']:+.0%}{'' if f.at[m, 'within_target'] else ' MISSED'})"
+            f" ({f.at[m, 'rel_error']:+.0%}"
+            f"{' MISSED' if f.at[m, 'within_target'] is False else ''})"
             for m in ("e2e_p50", "e2e_p95", "throughput")
         ]
         load = report.meta.get("load_average_max")
