@@ -17,7 +17,10 @@ Three measurements on the queue `stemlab.calibrate` (calibrate purges it):
    min(1 / G, cores / (G + S), 1 / S if one server process did all the
    work). If the best step's measured rate stays below 90 % of that cap, the
    gap is a serialisation the CPU figures do not explain (SQLite's writer):
-   each call then holds one point for its share of 1 / rate.
+   each call then holds one point for its share of 1 / rate. Only a ramp
+   whose rate never falls by more than 10 % from one step to the next is a
+   plateau; a falling one means interference (another program took the
+   CPU), and no serial point is fitted from it.
 
 `background_cores` is the CPU other programs used during the ramp (machine
 busy minus this process minus the server), in cores: the load calibration
@@ -29,6 +32,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -44,6 +48,7 @@ from stemlab.model.host import HostModel
 __all__ = ["RampPlan", "RampResult", "fit_host", "ramp"]
 
 _GET_S = 5.0
+_MONOTONE = 0.9  # a step slower than this share of the previous one is not a plateau
 _MIN_SERVER_CPU_S = 0.2  # server CPU (20 ticks of 10 ms) needed to count its busy processes
 _CYCLE_OPS = ("publish", "claim", "ack")
 
@@ -208,7 +213,9 @@ def fit_host(
     serial: dict[str, float] = {}
     if single:  # one server process: its work is done one call at a time
         serial = {op: server[op] for op in _CYCLE_OPS if op in server}
-    unexplained = bool(top < 0.9 * cap)
+    steps = [result.rates[k] for k in sorted(result.rates)]
+    monotone = all(b >= _MONOTONE * a for a, b in pairwise(steps))
+    unexplained = bool(top < 0.9 * cap) and monotone
     if unexplained:  # the rate plateaus below what CPU explains: one point admits one call
         outside = {op: max(result.wall[op] - client.get(op, 0.0), 0.0) for op in _CYCLE_OPS}
         total = sum(outside.values()) or 1.0
@@ -233,6 +240,8 @@ def fit_host(
             if unexplained
             else "one server process: its CPU per call is serial"
             if single
+            else "none fitted: the rate fell as threads were added (interference?)"
+            if not monotone
             else "none beyond the client lock and the cores"
         ),
         "wall_per_call_s": {op: _r(v) for op, v in result.wall.items()},

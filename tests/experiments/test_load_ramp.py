@@ -76,3 +76,10 @@ def test_procfs_sees_the_machine_and_no_server_for_in_process_brokers() -> None:
     assert server_tree("memory://") is None
     assert server_tree("sqlite:///x.db") is None
     assert server_tree("redis://example.invalid:6379/0") is None  # not this machine
+
+
+def test_a_rate_that_falls_with_more_threads_fits_no_serial_point() -> None:
+    """Interference (another program took the CPU), not a plateau: nothing is fitted."""
+    model, info = fit_host(_result({1: 800.0, 2: 300.0, 4: 900.0}, None, None), 2, None, 4)
+    assert model.serial == {}
+    assert "interference" in info["serialisation"]
