@@ -156,13 +156,24 @@ class ValidationReport:
             )
         return out
 
+    def _load_note(self) -> str:
+        """`; calibrated on a busy machine ...` when the profile's load check was not quiet."""
+        check = self.meta.get("calibration_load") or {}
+        if check.get("verdict") in (None, "quiet"):
+            return ""
+        return (
+            f"; calibrated on a {check['verdict']} machine (other programs: "
+            f"{check.get('background_share')} of the cores, load average "
+            f"{check.get('load_average_max')})"
+        )
+
     def table(self) -> str:
         """The per-metric table as text (ms for latencies)."""
         f = self.frame.copy()
         lines = [
             f"{self.scenario.name} on {self.broker}: {len(self.live)} replication(s), "
             f"load {self.scenario.load:.2f}, profile {self.profile.name!r} "
-            f"({self.profile.meta.get('status', 'unknown')})",
+            f"({self.profile.meta.get('status', 'unknown')}){self._load_note()}",
             f"{'metric':<12}{'measured':>12}{'± sd':>9}{'predicted':>12}{'± sd':>9}"
             f"{'error':>9}{'± sd':>8}{'live ±95%':>11}  target",
         ]
@@ -321,6 +332,8 @@ def validate(
         "cpus": os.cpu_count(),
         "seeds": list(range(replications)),
         "live_incomplete": [r.label for r in live if r.summary()["lost"]],
+        # the profile's own load check (calibrate's ramp): "quiet", "busy" or "forced"
+        "calibration_load": (chosen.meta.get("host_model") or {}).get("load_check"),
     }
     return ValidationReport(scenario, name, chosen, live, sim, meta)
 

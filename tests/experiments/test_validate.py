@@ -81,6 +81,9 @@ def test_report_holds_matching_runs(report: ValidationReport) -> None:
     assert [r.kind for r in report.sim] == ["sim", "sim"]
     assert report.broker == report.profile.name
     assert report.profile.meta["status"] == "calibrated"
+    check = report.meta["calibration_load"]  # the profile's load check travels with the report
+    assert check["verdict"] in ("quiet", "busy", "forced")
+    assert ("calibrated on a" in report.table()) is (check["verdict"] != "quiet")
     for live, sim in zip(report.live, report.sim, strict=True):
         assert live.summary()["acked"] == sim.summary()["acked"] == 150
         # the same seed: the same arrivals in both
