@@ -7,6 +7,13 @@ load, samples per op, which fit each op got and why), and `save` writes it
 as JSON for `data/profiles/`. `measure_task(app, name, args)` times a
 registered task's own service time (`stemlab.calibration.task`), so the
 simulator can predict each broker with that real work.
+
+A load ramp (`stemlab.calibration.ramp`) then measures what each call costs
+the machine (the profile's `host` section: client and server CPU,
+serialisation, cores) and how busy the machine was with other programs:
+`calibrate` warns (`BusyMachineWarning`) when the machine was busy and
+refuses (`BusyMachineError`) a profile measured while other programs used
+more than half of its cores, unless `force=True`.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import contextlib
 import os
 import platform
 import sys
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +33,9 @@ import numpy as np
 from stemlab._version import __version__
 from stemlab.brokers import connect
 from stemlab.calibration.fit import fit_latency, fit_poll, fit_reclaim, quantiles, wakeup
-from stemlab.calibration.measure import QUEUE, Measurements, Plan, measure
+from stemlab.calibration.measure import QUEUE, Measurements, Plan, _clean, measure
+from stemlab.calibration.procfs import server_tree
+from stemlab.calibration.ramp import RampPlan, fit_host, ramp
 from stemlab.calibration.task import measure_task
 from stemlab.core.broker import Broker
 from stemlab.core.progress import Progress
@@ -36,9 +46,14 @@ from stemlab.model.names import broker_name
 from stemlab.model.profile import OPS, BrokerProfile
 
 __all__ = [
+    "BUSY_REFUSE",
+    "BUSY_WARN",
     "PROFILE_VERSION",
+    "BusyMachineError",
+    "BusyMachineWarning",
     "CalibrationError",
     "Plan",
+    "RampPlan",
     "calibrate",
     "describe",
     "measure_task",
@@ -47,6 +62,18 @@ __all__ = [
 
 PROFILE_VERSION = 1  # meta["profile_version"]: bump when the meaning of a field changes
 NAMESPACE = "stemlab-calibrate"  # used when calibrate opens the broker from a URL
+# Other programs' CPU during the ramp, as a share of the cores: warn above BUSY_WARN
+# (or when the load average exceeds the cores), refuse above BUSY_REFUSE unless forced.
+BUSY_WARN = 0.25
+BUSY_REFUSE = 0.5
+
+
+class BusyMachineError(CalibrationError):
+    """Other programs used so much CPU during calibration that its costs are not this broker's."""
+
+
+class BusyMachineWarning(UserWarning):
+    """The machine was busy while calibrating: the profile may over-state the broker's costs."""
 
 
 def redact(url: str) -> str:
@@ -95,6 +122,9 @@ def calibrate(
     plan: Plan | None = None,
     seed: int = 0,
     progress: bool = False,
+    host: bool = True,
+    ramp_plan: RampPlan | None = None,
+    force: bool = False,
 ) -> BrokerProfile:
     """Measure `broker` (an open Broker, left open, or a URL) and return its fitted profile.
 
@@ -102,8 +132,12 @@ def calibrate(
     run makes a few thousand. `plan` overrides both. Only the queue
     `stemlab.calibrate` of the broker's namespace is used (purged before and
     after). `name` defaults to the adapter's scheme ("sqlite", "redis", ...).
+    `host=True` adds the load ramp and the profile's `host` section (the
+    contention model); its load check warns or raises `BusyMachineError`
+    (see the module doc) unless `force=True`.
     """
     chosen = plan or (Plan.quick() if quick else Plan())
+    steps = ramp_plan or (RampPlan.quick() if quick else RampPlan())
     rng = np.random.default_rng(seed)
     with _opened(broker) as (raw, url):
         ib = instrument(raw)
@@ -111,7 +145,61 @@ def calibrate(
         started = datetime.now(UTC)
         with Progress(chosen.total, "calibrating", enabled=progress, unit="msg") as bar:
             m = measure(ib, chosen, rng, lambda n: bar.advance(n))
-        return _profile(ib, m, chosen, name, url, started, load_before)
+        profile = _profile(ib, m, chosen, name, url, started, load_before)
+        if not host:
+            return profile
+        tree = server_tree(redact(url) if url else describe(ib))
+        _clean(ib)
+        try:
+            result = ramp(ib, steps, tree)
+        finally:
+            _clean(ib)
+    unwatched = fit_latency(m.publish_unwatched)[0] if m.publish_unwatched.size else None
+    cores = os.cpu_count() or 1
+    model, info = fit_host(result, cores, unwatched, chosen.listeners)
+    loads = [x[0] for x in (load_before, _loadavg()) if x]
+    info["load_check"] = _check_load(result.background_cores, cores, loads, force)
+    profile.meta["host_model"] = info  # meta["host"] is the machine's name
+    profile.meta["load_average_after"] = _loadavg()
+    return profile.with_overrides(host=model)
+
+
+def _check_load(
+    background: float | None, cores: int, loads: list[float], force: bool
+) -> dict[str, Any]:
+    """Warn when the machine was busy; refuse (unless forced) when others used > half the cores."""
+    share = background / cores if background is not None else None
+    worst = max(loads) if loads else None
+    verdict = "quiet"
+    if share is not None and share > BUSY_REFUSE:
+        verdict = "refused" if not force else "forced"
+    elif (share is not None and share > BUSY_WARN) or (worst is not None and worst > cores):
+        verdict = "busy"
+    what = (
+        f"other programs used {background:.2f} of {cores} cores during the load ramp"
+        if background is not None
+        else "the machine's CPU use could not be measured (/proc/stat)"
+    )
+    message = f"{what}; 1-minute load average up to {worst}"
+    if verdict == "refused":
+        raise BusyMachineError(
+            f"{message}: more than {BUSY_REFUSE:.0%} of the cores went to a load this "
+            "calibration cannot explain, so its costs are not the broker's. Calibrate on a "
+            "quieter machine, or pass force=True (CLI: --force) to keep the profile anyway."
+        )
+    if verdict in ("busy", "forced"):
+        warnings.warn(
+            f"{message}: the profile may over-state the broker's costs",
+            BusyMachineWarning,
+            stacklevel=3,
+        )
+    return {
+        "verdict": verdict,
+        "background_share": round(share, 3) if share is not None else None,
+        "load_average_max": worst,
+        "warn_above": BUSY_WARN,
+        "refuse_above": BUSY_REFUSE,
+    }
 
 
 def _profile(
@@ -148,7 +236,8 @@ def _profile(
     meta["publish_unwatched"] = {
         **quantiles(m.publish_unwatched),
         "note": "publish with no consumer attached (the profile's publish has idle consumers "
-        "to wake, as at load <= 0.7); the simulator uses one publish law for both",
+        "to wake, as at load <= 0.7); with the load ramp the host section keeps it as "
+        "publish_unwatched and the simulator interpolates by the number of idle consumers",
     }
     if polling:
         meta["poll_fit"] = poll_info

@@ -26,6 +26,11 @@ def register(sub: Any) -> None:
     parser.add_argument("--quick", action="store_true", help="a short run (under 15 s)")
     parser.add_argument("--name", help="profile name (default: the adapter, e.g. 'redis')")
     parser.add_argument(
+        "--force",
+        action="store_true",
+        help="keep the profile even when other programs loaded the machine during the ramp",
+    )
+    parser.add_argument(
         "--namespace", default="stemlab-calibrate", help="broker namespace (default: %(default)s)"
     )
     parser.set_defaults(func=run)
@@ -57,10 +62,7 @@ def profile_table(profile: BrokerProfile) -> str:
         lines.append(f"pickup: polling every {_ms(profile.poll_interval)} ms (fitted)")
     else:
         wake = meta.get("wakeup", {})
-        lines.append(
-            f"pickup: blocking; wake-up beyond a claim p50 {_ms(wake.get('p50'))} ms "
-            "(not modelled by the simulator)"
-        )
+        lines.append(f"pickup: blocking; wake-up beyond a claim p50 {_ms(wake.get('p50'))} ms")
     reclaim = meta.get("reclaim_fit", {})
     where = (
         "found at claim time"
@@ -68,12 +70,26 @@ def profile_table(profile: BrokerProfile) -> str:
         else f"swept every {profile.reclaim_interval:g} s"
     )
     lines.append(f"lease expiry: {where} (worst delay measured {_ms(reclaim.get('max'))} ms)")
+    host, info = profile.host, meta.get("host_model", {})
+    if host is not None:
+        cpu = ", ".join(
+            f"{op} {_ms(host.client_cpu.get(op))}" for op in ("publish", "claim", "ack")
+        )
+        serial = ", ".join(f"{op} {_ms(v)}" for op, v in host.serial.items()) or "none"
+        check = info.get("load_check", {})
+        lines.append(f"host: {host.cores} cores; client CPU ms: {cpu}; serial ms: {serial}")
+        lines.append(
+            f"load ramp: cycles/s by threads {info.get('rates_per_s')}; machine "
+            f"{check.get('verdict', '?')} (others used {info.get('background_cores')} cores)"
+        )
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     with stemlab.connect(args.url, namespace=args.namespace) as broker:
-        profile = stemlab.calibrate(broker, quick=args.quick, name=args.name, progress=True)
+        profile = stemlab.calibrate(
+            broker, quick=args.quick, name=args.name, progress=True, force=args.force
+        )
     profile.meta["broker"] = redact(args.url)
     print(profile_table(profile))
     if args.output:

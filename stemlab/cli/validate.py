@@ -34,6 +34,11 @@ def register(sub: Any) -> None:
     parser.add_argument("--profile", "-p", help="use this profile instead of calibrating (one URL)")
     parser.add_argument("--quick", action="store_true", help="quick calibration")
     parser.add_argument(
+        "--force",
+        action="store_true",
+        help="keep a calibration measured while other programs loaded the machine",
+    )
+    parser.add_argument(
         "--namespace", default="stemlab-validate", help="broker namespace (default: %(default)s)"
     )
     parser.add_argument("--out", "-o", help="folder for figures, reports (JSON) and profiles")
@@ -54,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
     reports: list[ValidationReport] = []
     for url in args.urls:
         with stemlab.connect(url, namespace=args.namespace) as broker:
-            chosen = profile or stemlab.calibrate(broker, quick=args.quick, progress=True)
+            chosen = profile or stemlab.calibrate(
+                broker, quick=args.quick, progress=True, force=args.force
+            )
             if folder is not None and profile is None:
                 chosen.save(folder / f"profile-{chosen.name}.json")
             for scenario in scenarios:

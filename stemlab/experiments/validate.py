@@ -38,17 +38,31 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COLUMNS",
+    "LATENCY_LOAD_MAX",
     "METRICS",
     "NAMESPACE",
     "TARGETS",
     "ValidationReport",
     "fidelity_table",
+    "targets_for",
     "validate",
 ]
 
 METRICS = ("wait_p50", "wait_p95", "wait_p99", "e2e_p50", "e2e_p95", "e2e_p99", "throughput")
-# The fidelity target (at load <= 0.7): |relative error| at most this much.
+# The fidelity targets: |relative error| at most this much. Latency targets hold up to
+# load LATENCY_LOAD_MAX; above it the queue grows for the whole run and only the throughput
+# (then the capacity) is targeted.
 TARGETS = {"e2e_p50": 0.20, "e2e_p95": 0.20, "throughput": 0.10}
+LATENCY_LOAD_MAX = 0.95
+
+
+def targets_for(scenario: Scenario) -> dict[str, float]:
+    """The targets `scenario` is held to: all of TARGETS up to load 0.95, throughput above."""
+    if scenario.load <= LATENCY_LOAD_MAX + 1e-9:
+        return dict(TARGETS)
+    return {"throughput": TARGETS["throughput"]}
+
+
 COLUMNS = [
     "measured",
     "measured_sd",
@@ -94,12 +108,13 @@ class ValidationReport:
         live = pd.DataFrame([r.summary() for r in self.live])
         sim = pd.DataFrame([r.summary() for r in self.sim])
         rows = {}
+        targets = targets_for(self.scenario)
         for metric in METRICS:
             meas = live[metric].to_numpy(dtype=float)
             pred = sim[metric].to_numpy(dtype=float)
             m, p = _nanmean(meas), _nanmean(pred)
             paired = pred / meas - 1 if meas.size == pred.size else np.array([math.nan])
-            target = TARGETS.get(metric, math.nan)
+            target = targets.get(metric, math.nan)
             error = p / m - 1 if m and math.isfinite(m) else math.nan
             _, low, high, _, n = mean_ci(meas)
             spread = (high - low) / 2 / abs(m) if n > 1 and m and math.isfinite(m) else math.nan
@@ -141,13 +156,24 @@ class ValidationReport:
             )
         return out
 
+    def _load_note(self) -> str:
+        """`; calibrated on a busy machine ...` when the profile's load check was not quiet."""
+        check = self.meta.get("calibration_load") or {}
+        if check.get("verdict") in (None, "quiet"):
+            return ""
+        return (
+            f"; calibrated on a {check['verdict']} machine (other programs: "
+            f"{check.get('background_share')} of the cores, load average "
+            f"{check.get('load_average_max')})"
+        )
+
     def table(self) -> str:
         """The per-metric table as text (ms for latencies)."""
         f = self.frame.copy()
         lines = [
             f"{self.scenario.name} on {self.broker}: {len(self.live)} replication(s), "
             f"load {self.scenario.load:.2f}, profile {self.profile.name!r} "
-            f"({self.profile.meta.get('status', 'unknown')})",
+            f"({self.profile.meta.get('status', 'unknown')}){self._load_note()}",
             f"{'metric':<12}{'measured':>12}{'± sd':>9}{'predicted':>12}{'± sd':>9}"
             f"{'error':>9}{'± sd':>8}{'live ±95%':>11}  target",
         ]
@@ -266,12 +292,14 @@ def validate(
     profile: BrokerProfile | str | Path | None = None,
     quick: bool = False,
     progress: bool = False,
+    force: bool = False,
 ) -> ValidationReport:
     """Run `scenario` live on `broker` and simulated on its profile; compare.
 
     `profile` is a BrokerProfile, a profile name or JSON path; by default the
     broker is calibrated first (`quick` selects the short calibration), so
-    the prediction uses this machine as it is now. `broker` is an open Broker
+    the prediction uses this machine as it is now (`force` keeps a
+    calibration the load check would refuse). `broker` is an open Broker
     (left open) or a URL.
     """
     if not isinstance(scenario, Scenario):
@@ -281,7 +309,7 @@ def validate(
     with _opened(broker) as raw:
         name = broker_name(raw)
         chosen = (
-            calibrate(raw, quick=quick, progress=progress)
+            calibrate(raw, quick=quick, progress=progress, force=force)
             if profile is None
             else load_profile(profile)
         )
@@ -304,17 +332,21 @@ def validate(
         "cpus": os.cpu_count(),
         "seeds": list(range(replications)),
         "live_incomplete": [r.label for r in live if r.summary()["lost"]],
+        # the profile's own load check (calibrate's ramp): "quiet", "busy" or "forced"
+        "calibration_load": (chosen.meta.get("host_model") or {}).get("load_check"),
     }
     return ValidationReport(scenario, name, chosen, live, sim, meta)
 
 
-def _cell(value: tuple[float, float, float, float], metric: str) -> str:
+def _cell(value: tuple[float, float, float, float], metric: str, load: float) -> str:
     measured, predicted, error, spread = value
     scale = 1.0 if metric == "throughput" else 1000.0
     digits = 1 if metric == "throughput" or measured * scale >= 10 else 2
     noise = f", live ±{spread:.0%}" if math.isfinite(spread) else ""
     text = f"{measured * scale:.{digits}f} / {predicted * scale:.{digits}f} ({error:+.0%}{noise})"
-    target = TARGETS.get(metric)
+    target = TARGETS.get(metric) if load <= LATENCY_LOAD_MAX + 1e-9 else None
+    if metric == "throughput":
+        target = TARGETS["throughput"]
     if target is not None and not abs(error) <= target:
         text = f"**{text}**"
     return text
@@ -323,8 +355,8 @@ def _cell(value: tuple[float, float, float, float], metric: str) -> str:
 def fidelity_table(reports: Sequence[ValidationReport]) -> str:
     """The README's fidelity table (Markdown): measured / predicted (error) per report.
 
-    Misses of the target (e2e p50 and p95 within 20 %, throughput within
-    10 %) are in bold.
+    Misses of the target (e2e p50 and p95 within 20 % up to load 0.95,
+    throughput within 10 % at every load) are in bold.
     """
     head = (
         "| broker | scenario | load | e2e p50 ms | e2e p95 ms | throughput /s | wait p50 ms "
@@ -334,14 +366,17 @@ def fidelity_table(reports: Sequence[ValidationReport]) -> str:
     for report in reports:
         r = report.row()
         cells = [r["broker"], r["scenario"], f"{r['load']:.2f}"]
-        cells += [_cell(r[m], m) for m in ("e2e_p50", "e2e_p95", "throughput", "wait_p50")]
+        cells += [
+            _cell(r[m], m, r["load"]) for m in ("e2e_p50", "e2e_p95", "throughput", "wait_p50")
+        ]
         cells += [str(r["replications"]), f"{r['load_average'] or math.nan:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
         "Each cell: measured / predicted (relative error of the prediction, and the live "
         "spread: the 95 % half-width of the measured mean, relative), means over the "
-        "replications; bold = outside the target (e2e p50/p95 within 20 %, throughput within "
-        "10 %). Load avg: the highest 1-minute load average seen during the live runs."
+        "replications; bold = outside the target (e2e p50/p95 within 20 % up to load 0.95, "
+        "throughput within 10 %). Load avg: the highest 1-minute load average seen during "
+        "the live runs."
     )
     return "\n".join(lines)

@@ -2,7 +2,8 @@
 
 Scenarios, duration distributions, the workload drawn from a seed, the worker
 protocol (queue, task name, polling, retries), the ledger and frames every
-run produces, and broker profiles (the data the simulator reads). Nothing
+run produces, and broker profiles (the data the simulator reads, with the
+optional host model of what each call costs the machine). Nothing
 here runs a simulation, starts a thread or opens a broker.
 """
 
@@ -15,6 +16,7 @@ from stemlab.model.distributions import (
     LogNormal,
     distribution_from_dict,
 )
+from stemlab.model.host import HostModel
 from stemlab.model.names import broker_name
 from stemlab.model.profile import BrokerProfile, load_profile
 from stemlab.model.replications import Replications
@@ -27,6 +29,7 @@ __all__ = [
     "Distribution",
     "Empirical",
     "Exponential",
+    "HostModel",
     "LogNormal",
     "ProfileError",
     "Replications",

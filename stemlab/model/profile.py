@@ -5,7 +5,10 @@ extend; nack and dead_letter default to ack's), the pickup model (a blocking
 or notifying broker hands a ready message to a waiting consumer at once; a
 polling one is asked every `poll_interval`), how expired leases are found (at
 claim time, or by a sweep every `reclaim_interval` seconds), the number of
-priority levels and the broadcast scope. Profiles ship in `data/profiles/`
+priority levels and the broadcast scope, and optionally (`host`) what each call
+costs the machine: client and server CPU, the broker's serialisation and the
+cores (`stemlab.model.host`; without it the simulator ignores contention,
+exactly as before). Profiles ship in `data/profiles/`
 (installed with the package; see `stemlab.model.shipped`).
 """
 
@@ -21,6 +24,7 @@ from typing import Any
 from stemlab.core.records import Capabilities
 from stemlab.errors import ProfileError
 from stemlab.model.distributions import Constant, Distribution, distribution_from_dict
+from stemlab.model.host import HostModel
 from stemlab.model.shipped import shipped_dir, shipped_file, shipped_names
 
 __all__ = [
@@ -61,6 +65,7 @@ class BrokerProfile:
     priority_levels: int = 10
     broadcast_scope: str | None = "process"
     meta: dict[str, Any] = field(default_factory=dict)
+    host: HostModel | None = None  # contention model; None: calls never queue for the host
 
     def __post_init__(self) -> None:
         self._validate()
@@ -92,6 +97,8 @@ class BrokerProfile:
             raise ProfileError(f"priority_levels must be an int in 1..10, got {levels!r}")
         if self.broadcast_scope not in _SCOPES:
             raise ProfileError(f"broadcast_scope must be one of {_SCOPES}")
+        if self.host is not None and not isinstance(self.host, HostModel):
+            raise ProfileError("host must be a HostModel or None")
 
     # ------------------------------------------------------------ derived
     @property
@@ -145,8 +152,12 @@ class BrokerProfile:
 
     # -------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        host = self.host
+        data = asdict(replace(self, host=None))
         data["latency"] = {op: dist.to_dict() for op, dist in self.latency.items()}
+        del data["host"]  # a profile without the host model is written exactly as before
+        if host is not None:
+            data["host"] = host.to_dict()
         return data
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -166,6 +177,8 @@ class BrokerProfile:
             }
         except (ValueError, KeyError, TypeError) as exc:
             raise ProfileError(f"bad latency distribution: {exc}") from exc
+        host = data.get("host")
+        kwargs["host"] = HostModel.from_dict(host) if host is not None else None
         return cls(**kwargs)
 
     @classmethod

@@ -17,12 +17,16 @@ the state machine's; this module only decides *when* it is called:
 - reclaim: with a sweep every `reclaim_interval` s an expired lease is only
   noticed at the next sweep; this is modelled by ending each lease on the
   sweep grid, which is exactly when such a broker would find it.
+- host (only with a profile's `host` section): every call also queues for
+  the client lock, the broker's serialisation point and the cores, and
+  publish depends on how many consumers are idle (`stemlab.sim.host`).
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +38,7 @@ from stemlab.core.state import QueueState
 from stemlab.model.distributions import Constant, Distribution, Empirical
 from stemlab.model.profile import OPS, BrokerProfile
 from stemlab.model.protocol import QUEUE, RETRY_MAX, TASK_NAME
+from stemlab.sim.host import SimHost
 
 __all__ = [
     "SIM_QUEUE",
@@ -170,7 +175,9 @@ class SimBroker:
         self.state = QueueState(visibility_timeout)
         self.queues = (SIM_QUEUE,)
         self.visibility_timeout = visibility_timeout
-        self.latency = {op: LatencyDraw(profile.latency[op], rng) for op in OPS}
+        self.latency: dict[str, Callable[[], float]] = {
+            op: LatencyDraw(profile.latency[op], rng) for op in OPS
+        }
         self.blocking = profile.pickup == "blocking"
         self.poll_interval = profile.poll_interval or 0.0
         self.sweep = profile.reclaim_interval
@@ -179,6 +186,16 @@ class SimBroker:
         wake = wakeup_distribution(profile) if self.blocking else None
         self.wakeup = LatencyDraw(wake, wake_rng or rng) if wake is not None else None
         self.idle: deque[tuple[simpy.Event, str]] = deque()
+        self.polling = 0  # consumers of a polling broker waiting in get (SimRun._poll)
+        # --- host model (stemlab.sim.host): calls also queue for cores and locks
+        self.host: SimHost | None = None
+        if profile.host is not None:
+            self.host = SimHost(env, profile.host, lambda: len(self.idle) + self.polling)
+            alone = profile.host.publish_unwatched
+            self.latency = self.host.wrap_all(
+                self.latency, LatencyDraw(alone, rng) if alone is not None else None
+            )
+        # --- end host model
         self._timer_at = math.inf
         self.ops: list[tuple[Any, ...]] | None = [] if record_ops else None
 

@@ -330,12 +330,14 @@ class SimRun:
         env, broker = self.env, self.broker
         state, latency, poll = broker.state, broker.latency["claim"], broker.poll_interval
         call_ends = start + GET_TIMEOUT
+        broker.polling += 1  # idle: counted by the host model's publish law
         while True:
             now = env.now
             vt = broker.lease_for(now, broker.visibility_timeout)
             leases = state.claim(broker.queues, consumer, now, 1, vt)
             if leases:
                 broker.arm()
+                broker.polling -= 1
                 return leases[0], now
             answered = now + latency()
             ask = answered + poll

@@ -116,7 +116,7 @@ def test_bench_memory(tmp_path: Path) -> None:
 def test_calibrate_writes_a_profile(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cal.db'}"
     target = tmp_path / "sqlite.json"
-    proc = stemlab_cmd("calibrate", url, "--quick", "-o", str(target))
+    proc = stemlab_cmd("calibrate", url, "--quick", "--force", "-o", str(target))
     assert proc.returncode == 0, proc.stderr
     assert "quick calibration" in proc.stdout and "idle pickup" in proc.stdout
     assert "polling every" in proc.stdout
@@ -128,7 +128,16 @@ def test_calibrate_writes_a_profile(tmp_path: Path) -> None:
 def test_validate_prints_the_fidelity_table(tmp_path: Path, scenario_file: Path) -> None:
     out = tmp_path / "val"
     proc = stemlab_cmd(
-        "validate", "memory://", "-s", str(scenario_file), "-r", "1", "--quick", "-o", str(out)
+        "validate",
+        "memory://",
+        "-s",
+        str(scenario_file),
+        "-r",
+        "1",
+        "--quick",
+        "--force",
+        "-o",
+        str(out),
     )
     assert proc.returncode == 0, proc.stderr
     assert "tiny on memory: 1 replication(s)" in proc.stdout

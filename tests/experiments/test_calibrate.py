@@ -37,7 +37,7 @@ def calibrated(
     broker = stemlab.connect(_url(adapter, tmp_path_factory.mktemp(adapter)), namespace=namespace)
     try:
         start = time.monotonic()
-        profile = calibrate(broker, quick=True)
+        profile = calibrate(broker, quick=True, force=True)  # the load check: test_load_ramp
         yield adapter, profile, time.monotonic() - start, broker
     finally:
         broker.close()
@@ -69,6 +69,19 @@ def test_quick_calibration_is_sane(calibrated: Calibrated) -> None:
     assert 0 < idle["p50"] <= idle["p95"] < 0.5
     assert broker.pending_count(QUEUE) == broker.inflight_count(QUEUE) == 0
     assert broker.list_dead_letters(QUEUE).entries == []
+    # the load ramp: the host section, with measured costs and the machine's load
+    host = profile.host
+    assert host is not None and host.cores >= 1
+    assert set(host.client_cpu) >= {"publish", "claim", "ack"}
+    assert all(0 < host.client_cpu[op] < 0.05 for op in ("publish", "claim", "ack"))
+    assert host.publish_unwatched is not None
+    info = profile.meta["host_model"]
+    assert info["rates_per_s"] and all(rate > 0 for rate in info["rates_per_s"].values())
+    assert info["load_check"]["verdict"] in ("quiet", "busy", "forced")
+    if adapter in ("redis", "postgres"):  # a server on this machine's loopback is found
+        assert set(host.server_cpu) >= {"publish", "claim", "ack"}
+    else:
+        assert host.server_cpu == {}
 
 
 def test_profile_round_trips_with_provenance(calibrated: Calibrated, tmp_path: Path) -> None:
@@ -89,7 +102,7 @@ def test_profile_round_trips_with_provenance(calibrated: Calibrated, tmp_path: P
 
 
 def test_calibrated_profile_drives_the_simulator(tmp_path: Path) -> None:
-    profile = calibrate(f"sqlite:///{tmp_path / 'cal.db'}", quick=True)
+    profile = calibrate(f"sqlite:///{tmp_path / 'cal.db'}", quick=True, force=True)
     sc = Scenario(
         name="t", arrival_rate=100.0, tasks=200, service_time=Exponential(0.01), workers=3
     )
@@ -100,7 +113,7 @@ def test_calibrated_profile_drives_the_simulator(tmp_path: Path) -> None:
 
 def test_calibrating_from_a_url_leaves_nothing_behind(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cal.db'}"
-    profile = calibrate(url, quick=True)
+    profile = calibrate(url, quick=True, force=True)
     assert profile.meta["broker"] == url
     with stemlab.connect(url, namespace="stemlab-calibrate") as broker:
         assert broker.pending_count(QUEUE) == 0

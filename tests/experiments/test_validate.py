@@ -16,7 +16,13 @@ from matplotlib.figure import Figure
 
 import stemlab
 from stemlab import Scenario, ValidationReport, validate
-from stemlab.experiments.validate import COLUMNS, METRICS, TARGETS, fidelity_table
+from stemlab.experiments.validate import (
+    COLUMNS,
+    METRICS,
+    TARGETS,
+    fidelity_table,
+    targets_for,
+)
 from stemlab.sim import Exponential
 
 
@@ -38,7 +44,7 @@ def report(
     folder = tmp_path_factory.mktemp("validate")
     url = "memory://" if request.param == "memory" else f"sqlite:///{folder / 'v.db'}"
     with stemlab.connect(url, namespace="val" + uuid.uuid4().hex[:10]) as broker:
-        yield validate(small(), broker, replications=2, quick=True)
+        yield validate(small(), broker, replications=2, quick=True, force=True)
 
 
 def test_report_frame_has_every_metric_and_finite_errors(report: ValidationReport) -> None:
@@ -75,6 +81,9 @@ def test_report_holds_matching_runs(report: ValidationReport) -> None:
     assert [r.kind for r in report.sim] == ["sim", "sim"]
     assert report.broker == report.profile.name
     assert report.profile.meta["status"] == "calibrated"
+    check = report.meta["calibration_load"]  # the profile's load check travels with the report
+    assert check["verdict"] in ("quiet", "busy", "forced")
+    assert ("calibrated on a" in report.table()) is (check["verdict"] != "quiet")
     for live, sim in zip(report.live, report.sim, strict=True):
         assert live.summary()["acked"] == sim.summary()["acked"] == 150
         # the same seed: the same arrivals in both
@@ -107,3 +116,13 @@ def test_bad_arguments_are_refused() -> None:
         validate(small(), "memory://", replications=0, profile="memory")
     with pytest.raises(TypeError):
         validate({"name": "x"}, "memory://", profile="memory")  # type: ignore[arg-type]
+
+
+def test_targets_follow_the_load() -> None:
+    """Issue #12: latency targets up to load 0.95; above it only the throughput (capacity)."""
+    from stemlab.cli._common import load_scenario
+
+    for name, latency in (("sat-fast-050", True), ("sat-web-095", True), ("sat-fast-120", False)):
+        targets = targets_for(load_scenario(name))
+        assert targets["throughput"] == TARGETS["throughput"]
+        assert ("e2e_p95" in targets) is latency, name

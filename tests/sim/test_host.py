@@ -1,0 +1,129 @@
+"""Issue #12: the shared host (client lock, serialisation point, cores) in the simulator.
+
+A profile's optional `host` section makes calls queue for the resources the
+load ramp measured. Without it nothing changes; with it, a serial point or
+the cores cap throughput at the rate queueing theory gives for them.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from stemlab import Scenario, simulate
+from stemlab.errors import ProfileError
+from stemlab.model.host import HostModel
+from stemlab.model.profile import BrokerProfile
+from stemlab.sim import Constant, Exponential, load_profile
+
+BUSY = Scenario(
+    name="busy", arrival_rate=5000.0, tasks=3000, service_time=Constant(0.0001), workers=8
+)
+
+
+def _with(host: HostModel, base: str = "ideal") -> BrokerProfile:
+    return load_profile(base).with_overrides(host=host)
+
+
+def test_old_profiles_load_and_save_without_a_host_section() -> None:
+    profile = load_profile("redis")
+    assert profile.host is None
+    assert "host" not in profile.to_dict()
+
+
+def test_host_section_round_trips_through_json() -> None:
+    host = HostModel(
+        cores=2,
+        client_cpu={"publish": 4e-5, "claim": 9e-5, "ack": 4e-5},
+        server_cpu={"claim": 5e-5},
+        serial={"claim": 5e-5},
+        publish_unwatched=Exponential(1e-4),
+        listeners=4,
+    )
+    profile = _with(host, "redis")
+    again = BrokerProfile.from_json(profile.to_json())
+    assert again == profile
+    assert again.host is not None and again.host.client_cpu["nack"] == 4e-5  # ack's
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"cores": 0},
+        {"cores": 2, "serial": {"claim": -1}},
+        {"cores": 2, "client_cpu": {"fly": 1e-3}},
+        {"cores": 2, "speed": 1},
+        {"client_cpu": {}},
+    ],
+)
+def test_bad_host_sections_are_refused(bad: dict) -> None:
+    data = load_profile("ideal").to_dict() | {"host": bad}
+    with pytest.raises(ProfileError):
+        BrokerProfile.from_json(json.dumps(data))
+
+
+@pytest.mark.parametrize("base", ["ideal", "redis", "sqlite"])
+def test_a_free_host_changes_nothing(base: str) -> None:
+    """Zero costs and no second publish law: the same frames as without the section."""
+    plain = simulate(BUSY, base, seed=3)
+    hosted = simulate(BUSY, _with(HostModel(cores=2), base), seed=3)
+    pd.testing.assert_frame_equal(plain.tasks, hosted.tasks)
+    pd.testing.assert_frame_equal(plain.ops, hosted.ops)
+
+
+def test_a_serial_point_caps_throughput_at_its_rate() -> None:
+    """Each task holds the point 1 ms (claim) + 0.25 ms (ack): at most 800 tasks/s."""
+    host = HostModel(cores=8, serial={"claim": 0.001, "ack": 0.00025})
+    run = simulate(BUSY, _with(host), seed=0, record_ops=False).summary()
+    free = simulate(BUSY, "ideal", seed=0, record_ops=False).summary()
+    assert free["throughput"] > 3000
+    assert run["throughput"] == pytest.approx(800, rel=0.05)
+
+
+def test_the_client_lock_serialises_client_cpu_even_with_many_cores() -> None:
+    host = HostModel(cores=8, client_cpu={"publish": 2e-4, "claim": 5e-4, "ack": 3e-4})
+    run = simulate(BUSY, _with(host), seed=0, record_ops=False).summary()
+    assert run["throughput"] == pytest.approx(1000, rel=0.05)  # 1 ms of client CPU per task
+
+
+def test_server_cpu_runs_in_parallel_on_the_cores() -> None:
+    """2 ms of server CPU per task and no serial point: 2 cores give 1000/s, 4 give 2000/s."""
+    for cores, rate in ((2, 1000), (4, 2000)):
+        host = HostModel(cores=cores, server_cpu={"claim": 0.001, "ack": 0.001})
+        run = simulate(BUSY, _with(host), seed=0, record_ops=False).summary()
+        assert run["throughput"] == pytest.approx(rate, rel=0.05), cores
+
+
+def test_light_load_predictions_hardly_move() -> None:
+    """Calls rarely meet at load 0.3, so the host model adds almost nothing to the latency."""
+    light = Scenario(
+        name="light", arrival_rate=60.0, tasks=1500, service_time=Exponential(0.02), workers=4
+    )
+    host = HostModel(
+        cores=2, client_cpu={"publish": 5e-5, "claim": 1e-4, "ack": 5e-5}, serial={"claim": 5e-5}
+    )
+    plain = simulate(light, "redis", seed=1).summary()
+    hosted = simulate(light, _with(host, "redis"), seed=1).summary()
+    assert hosted["e2e_p50"] == pytest.approx(plain["e2e_p50"], rel=0.02)
+    assert hosted["throughput"] == pytest.approx(plain["throughput"], rel=0.01)
+
+
+def test_publish_follows_the_number_of_idle_consumers() -> None:
+    """Watched publish (idle consumers to wake) costs 1 ms, unwatched 0.1 ms: at light load
+    publishes cost about the watched law, in overload about the unwatched one."""
+    base = load_profile("ideal").with_overrides(latency={"publish": Constant(0.001)})
+    host = HostModel(cores=2, publish_unwatched=Constant(0.0001), listeners=4)
+    profile = base.with_overrides(host=host)
+    light = Scenario(name="l", arrival_rate=20.0, tasks=300, service_time=Constant(0.01), workers=4)
+    heavy = Scenario(
+        name="h", arrival_rate=2000.0, tasks=3000, service_time=Constant(0.01), workers=4
+    )
+
+    def publish_mean(sc: Scenario) -> float:
+        ops = simulate(sc, profile, seed=0).ops
+        return float(ops.loc[ops["op"] == "publish", "duration_s"].mean())
+
+    assert publish_mean(light) == pytest.approx(0.001, rel=0.05)
+    assert publish_mean(heavy) < 0.0002
