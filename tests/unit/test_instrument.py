@@ -182,6 +182,12 @@ def test_records_across_threads_are_all_kept(ib: InstrumentedBroker) -> None:
 
 
 def test_overhead_benchmark_runs() -> None:
-    result = measure_overhead("memory://", messages=300, repeats=1)
+    result = measure_overhead("memory://", messages=300, repeats=2, block=50, breakdown=True)
+    assert list(result.runs) == ["bare", "instrumented", "forward", "timed"]
+    assert all(len(rates) == 2 for rates in result.runs.values())
     assert result.bare.wall > 0 and result.instrumented.cpu > 0
-    assert "overhead" in result.table()
+    assert len(result.overheads("timed")) == 2
+    table = result.table()
+    assert "overhead" in table and "timed" in table and "load average" in table
+    with pytest.raises(ValueError):
+        measure_overhead("memory://", messages=0)
