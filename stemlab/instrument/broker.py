@@ -131,7 +131,7 @@ class InstrumentedBroker(Broker):
             )
             self._record(start, "publish", subject, type(exc).__name__, None)
             raise
-        end = _perf()  # the hot path: no helper calls (see records.RawRow for the layout)
+        end = _perf()  # the hot path: no helper calls (the end is kept, see records.Stored)
         q = envelope.queue if queue is None else queue
         p = envelope.priority if priority is None else priority
         self._append((start, "publish", q, envelope.id, p, end, None, None, None, None))
