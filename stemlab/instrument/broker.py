@@ -56,7 +56,7 @@ class InstrumentedBroker(Broker):
         self._inner = inner
         self.recorder = Recorder()
         # hot-path bindings (one attribute load instead of two per call)
-        self._append = self.recorder.rows.append  # the list lives as long as the recorder
+        self._append = self.recorder.stored.append  # the list lives as long as the recorder
         self._inner_ack = inner.ack
 
     # -------------------------------------------------------------- plumbing
@@ -94,11 +94,9 @@ class InstrumentedBroker(Broker):
         self, start: int, op: str, subject: Any, error: str | None, consumer: str | None
     ) -> None:
         """Append one record; `subject` is what the call was about (see `fields_of`)."""
-        duration = _perf() - start
+        end = _perf()
         queue, task_id, priority, count, receipt = fields_of(subject)
-        self._append(
-            (start, op, queue, task_id, priority, duration, error, consumer, count, receipt)
-        )
+        self._append((start, op, queue, task_id, priority, end, error, consumer, count, receipt))
 
     def _timed(
         self, op: str, subject: Any, consumer: str | None, fn: Callable[..., T], /, *args: Any
@@ -133,10 +131,10 @@ class InstrumentedBroker(Broker):
             )
             self._record(start, "publish", subject, type(exc).__name__, None)
             raise
-        duration = _perf() - start  # the hot path: no helper calls
+        end = _perf()  # the hot path: no helper calls (the end is kept, see records.Stored)
         q = envelope.queue if queue is None else queue
         p = envelope.priority if priority is None else priority
-        self._append((start, "publish", q, envelope.id, p, duration, None, None, None, None))
+        self._append((start, "publish", q, envelope.id, p, end, None, None, None, None))
 
     def publish_many(self, envelopes: Iterable[Envelope]) -> None:
         items = list(envelopes)
@@ -174,10 +172,10 @@ class InstrumentedBroker(Broker):
         except BaseException as exc:
             self._record(start, "ack", delivery, type(exc).__name__, None)
             raise
-        duration = _perf() - start  # the hot path: no helper calls
+        end = _perf()  # the hot path: no helper calls
         env = delivery.envelope
         self._append(
-            (start, "ack", delivery.queue, env.id, env.priority, duration, None, None,
+            (start, "ack", delivery.queue, env.id, env.priority, end, None, None,
              delivery.delivery_count, delivery.receipt)
         )  # fmt: skip
 
@@ -331,7 +329,7 @@ class InstrumentedConsumer(Consumer):
         super().__init__(inner.name)
         self._broker = broker
         self._inner = inner
-        self._append = broker.recorder.rows.append
+        self._append = broker.recorder.stored.append
         self._inner_get = inner.get
         self._empty = broker.recorder.empty_counter(id(self))
 
@@ -349,10 +347,10 @@ class InstrumentedConsumer(Consumer):
         if d is None:
             self._empty[0] += 1
             return None
-        duration = _perf() - start
+        end = _perf()
         env = d.envelope
         self._append(
-            (start, "get", d.queue, env.id, env.priority, duration, None, self.name,
+            (start, "get", d.queue, env.id, env.priority, end, None, self.name,
              d.delivery_count, d.receipt)
         )  # fmt: skip
         return d

@@ -1,16 +1,19 @@
 """The flat record of one broker call, the recorder that collects them, and per-op statistics.
 
-Records are plain tuples appended to a list (atomic under the GIL), so the
-hot path costs two clock reads, one tuple of plain values and one append;
-epoch times, consumer names and the DataFrame are worked out only when asked.
-pandas and numpy are imported then too, so wrapping a broker stays light.
+The hot path costs two clock reads, one tuple of plain values and one list
+append (atomic under the GIL, so threads need no lock). The tuple keeps the
+end reading, not the duration: the subtraction (and the int it makes) is left
+to the reader, like epoch times, consumer names and the DataFrame, which are
+worked out only when asked; pandas and numpy are imported then too, so
+wrapping a broker stays light.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
 from stemlab.core.envelope import Delivery, Envelope
 
@@ -21,8 +24,10 @@ __all__ = [
     "OP_COLUMNS",
     "OpRecord",
     "RawRow",
+    "RawRows",
     "Recorder",
     "Row",
+    "Stored",
     "fields_of",
     "op_stats",
     "ops_to_frame",
@@ -61,13 +66,14 @@ class OpRecord(NamedTuple):
 Row = tuple[
     float, str, str | None, str | None, int | None, float, bool, str | None, str | None, int | None
 ]
-# What the hot path stores: atomic values only (tuples of atomics are untracked
-# by the garbage collector, so a long record costs the collector nothing):
+# One raw record, as `Recorder.rows` gives it: atomic values only
 # (perf_counter_ns at start, op, queue, task_id, priority, duration_ns, error,
 #  consumer, delivery_count, receipt). Settling calls leave `consumer` None and
 # keep the receipt; the consumer is looked up from the `get` that handed the
 # receipt out when records are expanded. `stemlab.calibration` reads these raw
-# rows directly (cheaper than a DataFrame): keep the layout stable.
+# rows directly (cheaper than a DataFrame): keep the layout stable. The hot path
+# stores the same ten values with the end reading (perf_counter_ns) in place of
+# the duration, which is worked out on read (see `RawRows`).
 RawRow = tuple[
     int,
     str,
@@ -80,6 +86,46 @@ RawRow = tuple[
     int | None,
     str | None,
 ]
+
+
+# What the hot path appends: a RawRow with the end reading in place of the duration.
+Stored = tuple[Any, ...]
+
+
+def _raw_rows(stored: list[Stored]) -> list[RawRow]:
+    """Stored records as RawRow tuples (the duration worked out from the end reading)."""
+    return [
+        (t, op, q, task, prio, end - t, err, cons, count, receipt)
+        for t, op, q, task, prio, end, err, cons, count, receipt in stored
+    ]
+
+
+class RawRows(Sequence[RawRow]):
+    """The records as RawRow tuples, built when read from the recorder's store.
+
+    A read-only sequence: `len(rows)` counts records and `rows[start:]` gives a
+    list of them, as the plain list of RawRows this replaces did.
+    """
+
+    def __init__(self, stored: list[Stored]) -> None:
+        self._stored = stored
+
+    def __len__(self) -> int:
+        return len(self._stored)
+
+    @overload
+    def __getitem__(self, index: int) -> RawRow: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[RawRow]: ...
+
+    def __getitem__(self, index: int | slice) -> RawRow | list[RawRow]:
+        if isinstance(index, slice):
+            return _raw_rows(self._stored[index])  # slicing a list is atomic under the GIL
+        return _raw_rows([self._stored[index]])[0]
+
+    def __iter__(self) -> Iterator[RawRow]:
+        return iter(self[:])
 
 
 def fields_of(subject: Any) -> tuple[str | None, str | None, int | None, int | None, str | None]:
@@ -109,7 +155,8 @@ class Recorder:
     """
 
     def __init__(self) -> None:
-        self.rows: list[RawRow] = []
+        self.stored: list[Stored] = []  # appended to by the hot path (see `Stored`)
+        self.rows = RawRows(self.stored)
         self.epoch_offset = time.time() - time.perf_counter_ns() / 1e9
         self._lock = threading.Lock()
         self._empty_done = 0  # empty gets of consumers already closed
@@ -134,14 +181,14 @@ class Recorder:
     def clear(self) -> None:
         """Forget every record and counter."""
         with self._lock:
-            del self.rows[:]  # in place: the broker and its consumers hold this list
+            del self.stored[:]  # in place: the broker and its consumers hold this list
             self._empty_done = 0
             for counter in self._empty_live.values():
                 counter[0] = 0
 
     def expand(self, start: int = 0) -> list[Row]:
         """Records from index `start` on, as full rows in OP_COLUMNS order (ts in epoch s)."""
-        rows = list(self.rows)
+        rows = self.rows[:]
         owners = {r[9]: r[7] for r in rows if r[1] == "get" and r[9] is not None}
         offset = self.epoch_offset
         out: list[Row] = []
@@ -161,7 +208,7 @@ class Recorder:
         return ops_to_frame(self.expand(start), origin=origin)
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.stored)
 
 
 def ops_to_frame(rows: list[Row] | list[OpRecord], *, origin: float = 0.0) -> pd.DataFrame:

@@ -182,6 +182,37 @@ def test_records_across_threads_are_all_kept(ib: InstrumentedBroker) -> None:
 
 
 def test_overhead_benchmark_runs() -> None:
-    result = measure_overhead("memory://", messages=300, repeats=1)
+    result = measure_overhead("memory://", messages=300, repeats=2, block=50, breakdown=True)
+    assert list(result.runs) == ["bare", "instrumented", "forward", "timed"]
+    assert all(len(rates) == 2 for rates in result.runs.values())
     assert result.bare.wall > 0 and result.instrumented.cpu > 0
-    assert "overhead" in result.table()
+    assert len(result.overheads("timed")) == 2
+    table = result.table()
+    assert "overhead" in table and "timed" in table and "load average" in table
+    with pytest.raises(ValueError):
+        measure_overhead("memory://", messages=0)
+
+
+def test_raw_rows_keep_their_layout(ib: InstrumentedBroker) -> None:
+    # calibration reads recorder.rows directly: (start ns, op, queue, task_id, priority,
+    # duration ns, error, consumer, delivery_count, receipt), whatever the store holds
+    ib.publish(Envelope(name="t", queue="q", priority=4))
+    consumer = ib.consume("q", consumer="c1")
+    delivery = consumer.get(timeout=1)
+    assert delivery is not None
+    ib.ack(delivery)
+    rows = ib.recorder.rows
+    assert len(rows) == len(ib.recorder) == 4
+    assert list(rows) == rows[:] == [rows[i] for i in range(4)]
+    assert rows[-1] == rows[3] and rows[1:3] == [rows[1], rows[2]]
+    assert [r[1] for r in rows] == ["publish", "consume", "get", "ack"]
+    get, ack = rows[2], rows[3]
+    assert get[2:5] == ("q", delivery.envelope.id, 4) and get[7:] == ("c1", 1, delivery.receipt)
+    assert ack[7] is None and ack[9] == delivery.receipt
+    frame = ib.ops_frame()
+    for row, duration in zip(rows, frame["duration_s"], strict=True):
+        assert isinstance(row[5], int) and 0 <= row[5] < 10**9  # a duration, not a clock reading
+        assert row[5] / 1e9 == pytest.approx(duration)
+    assert rows[0][0] < rows[1][0] < rows[2][0] < rows[3][0]
+    with pytest.raises(IndexError):
+        rows[4]
