@@ -121,9 +121,9 @@ def test_delays_fall_due_on_the_server_with_no_consumer(ab: MakeAmqp) -> None:
 def test_long_delays_hop_and_are_counted_as_delayed_until_due(
     ab: MakeAmqp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import stemlab.brokers.amqp.broker as amqp_broker
+    import stemlab.brokers.amqp.messages as amqp_messages
 
-    monkeypatch.setattr(amqp_broker, "MAX_HOP_MS", 200)  # 30 days in production
+    monkeypatch.setattr(amqp_messages, "MAX_HOP_MS", 200)  # 30 days in production
     broker = ab()
     broker.publish(env("later", not_before=in_seconds(1.0)))
     for _ in range(3):  # each hop brings it back early: counted (and put back) as delayed
@@ -135,9 +135,9 @@ def test_long_delays_hop_and_are_counted_as_delayed_until_due(
 def test_long_delays_hop_and_are_never_delivered_early(
     ab: MakeAmqp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import stemlab.brokers.amqp.broker as amqp_broker
+    import stemlab.brokers.amqp.messages as amqp_messages
 
-    monkeypatch.setattr(amqp_broker, "MAX_HOP_MS", 200)
+    monkeypatch.setattr(amqp_messages, "MAX_HOP_MS", 200)
     broker = ab()
     due = in_seconds(1.0)
     broker.publish(env("later", not_before=due))

@@ -19,31 +19,15 @@ import threading
 import time
 import uuid
 
-from stemlab.brokers.amqp.broker import (
-    AmqpBroker,
-    Holding,
-    delay_into,
-    early,
-    header,
-    hold,
-    message_props,
-    release_hold,
-)
+from stemlab.brokers.amqp.broker import AmqpBroker
+from stemlab.brokers.amqp.holders import held_by, hold, release_hold
 from stemlab.brokers.amqp.link import Link, translate
+from stemlab.brokers.amqp.messages import delay_into, early, header, message_props
 from stemlab.core.consumer import Cast, Claim, StoreConsumer
 from stemlab.core.envelope import Envelope
 from stemlab.errors import BrokerUnavailable, EnvelopeError, LeaseLost, StemlabError
 
 __all__ = ["AmqpConsumer"]
-
-_held: dict[tuple[str, str, str], Holding] = {}
-_held_lock = threading.Lock()
-
-
-def _held_by(store: str, namespace: str, name: str) -> Holding:
-    """token -> queue of the leases held by consumers of this name (shared in the process)."""
-    with _held_lock:
-        return _held.setdefault((store, namespace, name), Holding())
 
 
 class AmqpConsumer(StoreConsumer):
@@ -64,7 +48,7 @@ class AmqpConsumer(StoreConsumer):
         self._poll = broker.options.poll_interval
         self._vt = broker.default_visibility_timeout
         self._wake = threading.Event()
-        self._held = _held_by(broker.receipts.store, broker.namespace, name)
+        self._held = held_by(broker.receipts.store, broker.namespace, name)
         self._sub: str | None = None
         self._spares: dict[str, str] = {}  # queue -> token of a lease queue made ahead
         try:
