@@ -6,12 +6,13 @@ Layout per namespace `ns` and queue `q` (design and limits in docs/rabbitmq.md):
 * `ns.w.q.<ms>`: wait queues for delays, `x-message-ttl` <ms> and a dead-letter
   route back to `ns.r.q`, so delays fall due on the server with no consumer running
   (at most 30 days a hop: longer delays come back early and are delayed again);
-* `ns.l.q.<token>`: one lease queue per delivery, holding the leased message with a
-  per-message expiration of the lease and a dead-letter route back to `ns.r.q`.
-  The token is the fencing token: any client settles by taking the message out of
-  that queue (basic.get, then a transaction publishing its successor and acking it);
-* `ns.i.q`: an index of the lease tokens, wait delays and hops in use, read by counts
-  and purge;
+* `ns.l.q.<hid>.<i>`: lease slots, `prefetch` reused queues per consumer name (and
+  process), each holding its leased message with a per-message expiration of the
+  lease, its token in `sl-lease`, and a dead-letter route back to `ns.r.q`, so an
+  expired lease comes back with no consumer running. Any client settles by taking
+  the message with its token out of the slot (see settle.py);
+* `ns.i.q`: an index of the slots, wait delays and hops in use, read by counts and
+  purge;
 * `ns.d.q`: dead letters, oldest first; `ns.x.<channel>`: fanout exchange per channel.
 
 Scans (counts, purge, dead-letter reads, a settle after expiry) drain a queue and
@@ -64,7 +65,7 @@ class AmqpBroker(Broker):
         self.names = self.link.names
         self.where = self.link.where
         store = store_id("amqp", opts.host, str(opts.port), opts.vhost)
-        self.receipts = Receipts(store, self.namespace, {"q": (TEXT, TEXT), "b": (TEXT,)})
+        self.receipts = Receipts(store, self.namespace, {"q": (TEXT, TEXT, TEXT), "b": (TEXT,)})
         self.lock = threading.RLock()
         self._known: set[str] = set()
         self._caps = Capabilities(
@@ -162,7 +163,8 @@ class AmqpBroker(Broker):
         if delivery.channel is not None:
             self._settle_cast(str(fields[0]), delivery, action, **kw)
             return 0.0
-        return self.settle_token(str(fields[0]), str(fields[1]), action, **kw)
+        queue, slot, token = (str(f) for f in fields)
+        return self.settle_token(queue, slot, token, action, **kw)
 
     def cast_token(self) -> str:
         """A new broadcast token: a random id and a check of it, store and namespace."""
@@ -191,9 +193,9 @@ class AmqpBroker(Broker):
                 settle.bury_body(self, ch, delivery.envelope.queue, body, kw["reason"], kw["meta"])
                 ch.tx_commit()
 
-    def settle_token(self, queue: str, token: str, action: str, **kw: Any) -> float:
-        """Settle the lease `token` of `queue` (see `settle.settle_token`)."""
-        return settle.settle_token(self, queue, token, action, **kw)
+    def settle_token(self, queue: str, slot: str, token: str, action: str, **kw: Any) -> float:
+        """Settle the lease `token` in `slot` of `queue` (see `settle.settle_token`)."""
+        return settle.settle_token(self, queue, slot, token, action, **kw)
 
     # ------------------------------------------------------- counts and scans
     def _counts(self, queue: str) -> tuple[int, int, int]:

@@ -53,6 +53,9 @@ def purge(b: AmqpBroker, queue: str) -> int:
 def _scan_index(b: AmqpBroker, queue: str, *, purge: bool) -> tuple[int, int, bool]:
     """(leased, delayed, back) of `queue` through its index; `purge` removes them.
 
+    Records: `s:<slot>` a lease slot (reused), `l:<token>` a one-off lease queue (made
+    by versions before slots), `w:<ms>` a wait queue, `h:<epoch>` a long delay's hop.
+
     `back`: a long delay's hop may have brought a message back to the ready queue
     before it is due. Records of queues that are gone are dropped, duplicates merged.
     """
@@ -81,19 +84,19 @@ def _scan_index(b: AmqpBroker, queue: str, *, purge: bool) -> tuple[int, int, bo
                     ch.basic_ack(tag)  # that hop is back and was (or is now) seen to
                 back = back or (not purge and when is not None and when <= now)
                 continue
-            if record in seen or kind not in ("l", "w") or (kind == "w" and not key.isdigit()):
+            if record in seen or kind not in ("l", "s", "w") or (kind == "w" and not key.isdigit()):
                 ch.basic_ack(tag)
                 continue
             seen.add(record)
-            name = b.names.lease(queue, key) if kind == "l" else b.names.wait(queue, int(key))
+            name = b.names.wait(queue, int(key)) if kind == "w" else b.names.lease(queue, key)
             found = b.link.count(name)
-            if found is None or purge:
-                ch.basic_ack(tag)
+            if found is None or (purge and kind != "s"):
+                ch.basic_ack(tag)  # a slot stays in use (and listed) after a purge
             if found is None:
                 continue
             if purge:
                 found = _empty(b, name, delete=kind == "l")
-            if kind == "l":
+            if kind != "w":
                 leased += found
             else:
                 delayed += found

@@ -1,22 +1,26 @@
 """Settling a queue delivery from any client: ack, nack, dead_letter, extend_lease.
 
-The lease queue `ns.l.q.<token>` is the fencing token. A settle takes the message
-out of it with basic.get and, in one transaction on the `tx` channel, publishes
-its successor (nothing for an ack, the ready queue for a nack, the dead queue for a
-dead letter, the same lease queue with a new expiration for an extension) and acks
-it. A lease that ran out and whose message nobody took yet is found in the ready
-queue under the namespace lock; a deleted lease queue is `LeaseLost`.
+A leased message sits in its consumer's lease slot (a reused queue) with its lease
+as per-message expiration and its token in `sl-lease`. A settle takes the slot's
+messages with basic.get and keeps the one with its token (others go back in place):
+an ack acks it; the rest publish its successor (the ready queue for a nack, the dead
+queue for a dead letter, the slot again with a new expiration for an extension) and
+ack it in one transaction. Not found: under the namespace lock the slot is read
+again, then a receipt still inside its lease is `LeaseLost` (settled, purged), and
+one past it is looked for in the ready queue (its lease ran out and nobody took it).
 """
 
 from __future__ import annotations
 
 import math
+import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
-from stemlab.brokers.amqp.holders import Holding, hold, holder_of, release_hold
+from stemlab.brokers.amqp.holders import hold, holder_of, release_hold
 from stemlab.brokers.amqp.link import lease_lost, raise_lease_lost, translate
 from stemlab.brokers.amqp.messages import dead_props, header, message_props, stamp
 from stemlab.errors import LeaseLost, StemlabError
@@ -24,12 +28,18 @@ from stemlab.errors import LeaseLost, StemlabError
 if TYPE_CHECKING:
     from stemlab.brokers.amqp.broker import AmqpBroker
 
-__all__ = ["bury_body", "settle_token"]
+__all__ = ["bury_body", "lease_expiry", "lease_token", "settle_token"]
+
+# A lease this far before its expiry cannot have run out on the server (its TTL starts
+# after the claim computed the expiry), so a settle that misses it there is stale.
+_SKEW = 0.5
+Got = tuple[Any, pika.BasicProperties, bytes]
 
 
 def settle_token(
     b: AmqpBroker,
     queue: str,
+    slot: str,
     token: str,
     action: str,
     *,
@@ -38,67 +48,93 @@ def settle_token(
     meta: dict[str, Any] | None = None,
     body: bytes | None = None,
 ) -> float:
-    """Settle the lease `token` of `queue`: "ack", "nack", "release", "dead" or "extend".
-
-    Returns the new expiry for "extend". Raises `LeaseLost` when the lease is gone.
-    """
-    lease = b.names.lease(queue, token)
-    with b.lock:
-        # An ack publishes nothing: taking the message with auto-ack is the whole settle.
-        ch = b.link.channel("admin" if action == "ack" else "tx")
-        try:
-            with translate(b.where):
-                method, props, raw = ch.basic_get(lease, auto_ack=action == "ack")
-        except StemlabError as exc:
-            if lease_lost(exc):
-                raise_lease_lost(queue)
-            raise
-        args = (by, reason, meta, body)
-        with translate(b.where):
-            if method is not None and action == "ack":
+    """Settle the lease `token` in `slot` of `queue`: "ack", "nack", "release", "dead" or
+    "extend". Returns the new expiry for "extend"; `LeaseLost` when the lease is gone."""
+    name = b.names.lease(queue, slot)
+    expires = lease_expiry(token)
+    args = (by, reason, meta, body)
+    with b.lock, translate(b.where):
+        # an ack publishes nothing: no transaction, the basic.ack is the whole write
+        ch = b.link.channel("ack" if action == "ack" else "tx")
+        found = _take(b, ch, name, token, tx=action != "ack")
+        if found is not None:
+            if action == "ack":
+                ch.basic_ack(found[0].delivery_tag)
                 result = 0.0
-            elif method is not None:
-                result = _apply(b, ch, queue, token, action, method, props, raw, *args)
-                ch.tx_commit()
             else:
-                held = _rehold(b, queue, token) if action == "extend" else None
-                ch = b.link.channel("tx")
-                with b.link.locked():
+                result = _apply(b, ch, queue, slot, token, action, found, *args)
+                ch.tx_commit()
+        else:
+            ch = b.link.channel("tx")
+            with b.link.locked():
+                found = _take(b, ch, name, token)
+                ch = b.link.channel("tx")  # reopened if the slot was gone (404)
+                if found is None and time.time() < expires - _SKEW:
+                    raise_lease_lost(queue)
+                if found is None and action == "extend":
+                    _check_slot_free(b, queue, slot, token)
+                if found is None:
                     found = _find_expired(b, ch, queue, token)
-                    if found is None:
-                        ch.tx_commit()
-                        raise_lease_lost(queue)
-                    method, props, raw = found
-                    result = _apply(b, ch, queue, token, action, method, props, raw, *args)
+                if found is None:
                     ch.tx_commit()
-                if held is not None:
-                    hold(token, queue, held)
-            if action != "extend":
-                release_hold(token)
-                b.link.delete(lease, wait=False)
+                    raise_lease_lost(queue)
+                result = _apply(b, ch, queue, slot, token, action, found, *args)
+                ch.tx_commit()
+        if action != "extend":
+            release_hold(token)
         return result
 
 
-def _rehold(b: AmqpBroker, queue: str, token: str) -> Holding | None:
-    """For a late extend: the consumer (of this process) the lease ran out at, if it has a
-    free prefetch slot; `LeaseLost` if it has none. None when it was leased elsewhere."""
-    held = holder_of(token)
-    if held is None or token in held:
+def lease_token(expires: float) -> str:
+    """A new lease token: random, and the lease's first expiry (epoch ms) after a dot."""
+    return f"{uuid.uuid4().hex}.{math.floor(expires * 1000)}"
+
+
+def lease_expiry(token: str) -> float:
+    """The first expiry a lease token carries (0 for a token that carries none)."""
+    _, _, ms = token.rpartition(".")
+    return int(ms) / 1000 if ms.isdigit() and len(ms) < 16 else 0.0
+
+
+def _take(
+    b: AmqpBroker, ch: BlockingChannel, name: str, token: str, *, tx: bool = True
+) -> Got | None:
+    """The message with lease `token` from slot `name` (taken, unacked); the slot's
+    other messages are rejected back in place. None if absent (or the slot is gone)."""
+    found = None
+    others = []
+    try:
+        with translate(b.where):
+            while True:
+                method, props, raw = ch.basic_get(name)
+                if method is None:
+                    break
+                if found is None and header(props, "sl-lease") == token:
+                    found = (method, props, raw)
+                else:
+                    others.append(method.delivery_tag)
+                if not method.message_count:
+                    break
+    except StemlabError as exc:
+        if not lease_lost(exc):  # 404: the slot is gone (its consumer closed it empty)
+            raise
         return None
-    if len(held) >= held.cap:
-        for other, other_queue in list(held.items()):
-            if not b.link.count(b.names.lease(other_queue, other)):
-                release_hold(other, expired=True)
-    if len(held) >= held.cap:
-        raise LeaseLost(
-            f"the lease ran out and its consumer's {held.cap} prefetch slot(s) are taken"
-        )
-    return held
+    for tag in others:
+        ch.basic_reject(tag, requeue=True)
+    if others and found is None and tx:
+        ch.tx_commit()  # the rejects of a transactional channel apply at its commit
+    return found
 
 
-def _find_expired(
-    b: AmqpBroker, ch: BlockingChannel, queue: str, token: str
-) -> tuple[Any, Any, bytes] | None:
+def _check_slot_free(b: AmqpBroker, queue: str, slot: str, token: str) -> None:
+    """A late extend re-leases into the lease's own slot only if nothing holds it now."""
+    held = holder_of(token)
+    taken = held is not None and slot in held.busy(queue, but=token)
+    if taken or b.link.count(b.names.lease(queue, slot)):
+        raise LeaseLost("the lease ran out and its consumer's prefetch slot is taken")
+
+
+def _find_expired(b: AmqpBroker, ch: BlockingChannel, queue: str, token: str) -> Got | None:
     """The message of an expired lease `token`, if it is still waiting in the ready queue."""
     ready = b.names.ready(queue)
     if b.link.count(ready) is None:
@@ -122,16 +158,16 @@ def _apply(
     b: AmqpBroker,
     ch: BlockingChannel,
     queue: str,
+    slot: str,
     token: str,
     action: str,
-    method: Any,
-    props: pika.BasicProperties,
-    raw: bytes,
+    found: Got,
     by: float,
     reason: str | None,
     meta: dict[str, Any] | None,
     body: bytes | None,
 ) -> float:
+    method, props, raw = found
     now = stamp()
     n = int(header(props, "sl-n", "1"))
     priority = props.priority or 0
@@ -143,11 +179,14 @@ def _apply(
         bury_body(b, ch, queue, body if body is not None else raw, reason, meta or {})
     elif action == "extend":
         result = now + by
-        lease = b.names.lease(queue, token)
-        b.link.declare_lease(lease, b.ensure_ready(queue))
+        name = b.names.lease(queue, slot)
+        b.link.declare_lease(name, b.ensure_ready(queue))  # a slot closed empty comes back
         expires_ms = max(1, math.ceil(by * 1000))
         props = message_props(priority, n, result, lease=token, expires_ms=expires_ms)
-        ch.basic_publish("", lease, raw, props)
+        ch.basic_publish("", name, raw, props)
+        held = holder_of(token)
+        if held is not None:
+            hold(token, queue, slot, held)
     ch.basic_ack(method.delivery_tag)
     return result
 
