@@ -119,6 +119,24 @@ def test_leases_reuse_the_consumers_slot_queues(ab: MakeAmqp, ns: str) -> None:
     assert all(n.startswith(ns + ".") for _, n in declared(ns))
 
 
+def test_a_late_extend_into_a_deleted_slot_is_counted_and_purged(ab: MakeAmqp) -> None:
+    broker = ab()
+    broker.publish(env("a", visibility_timeout=0.3))
+    with broker.consume("q") as consumer:
+        d = take(consumer, 2.0)
+    assert wait_until(lambda: counts(broker) == (1, 0, 0, 0), 3.0)  # ran out: ready again
+    # its empty slot deleted (as a consumer that saw the lease expire does when it closes),
+    # then a count drops the slot's index record
+    _, slot, _ = broker.receipts.read(d)
+    link = broker.link  # type: ignore[attr-defined]
+    link.delete(f"{broker.namespace}.l.q.{slot}")  # type: ignore[attr-defined]
+    assert counts(broker) == (1, 0, 0, 0)
+    broker.extend_lease(d, 30)  # back into its re-created slot, listed again
+    assert counts(broker) == (0, 1, 0, 0)
+    assert broker.purge("q") == 1
+    assert counts(broker) == (0, 0, 0, 0)
+
+
 def test_delays_fall_due_on_the_server_with_no_consumer(ab: MakeAmqp) -> None:
     broker = ab()
     broker.publish(env("later", not_before=in_seconds(0.5)))

@@ -181,6 +181,8 @@ def _apply(
         result = now + by
         name = b.names.lease(queue, slot)
         b.link.declare_lease(name, b.ensure_ready(queue))  # a slot closed empty comes back
+        # ... and is listed again (a count may have dropped the record of the deleted slot)
+        ch.basic_publish("", b.ensure(b.names.index(queue)), f"s:{slot}".encode())
         expires_ms = max(1, math.ceil(by * 1000))
         props = message_props(priority, n, result, lease=token, expires_ms=expires_ms)
         ch.basic_publish("", name, raw, props)
