@@ -18,6 +18,8 @@ SUMMARY = OrderedDict(
     [
         (("celery", "redis"), ("solo", "prefork", "prefork -c 2")),
         (("dramatiq", "redis"), ("p1t1", "default", "2 proc x 8 thr")),
+        (("celery", "rabbitmq"), ("solo", "prefork", "prefork -c 2")),
+        (("dramatiq", "rabbitmq"), ("p1t1", "default", "2 proc x 8 thr")),
         (("rq", "redis"), ("worker", "worker", "rq.Worker (fork/job)")),
         (("huey", "redis"), ("default", "default", "1 thread")),
         (("huey", "sqlite"), ("default", "default", "1 thread")),

@@ -1,6 +1,6 @@
 """stemlab, measured exactly like the peers.
 
-usage: bench_stemlab.py {redis|postgres|sqlite} {p1|p16|p16x2}
+usage: bench_stemlab.py {redis|postgres|sqlite|amqp} {p1|p16|p16x2}
 
 The worker is one process (two for p16x2) running stemlab_worker.py (consume + ack through the
 Broker contract, no runtime); the producer publishes one envelope per call.
@@ -16,8 +16,13 @@ CONFIGS = {"p1": ("1", 1), "p16": ("16", 1), "p16x2": ("16", 2)}  # prefetch, wo
 URLS = {
     "redis": os.environ.get("BENCH_STEMLAB_REDIS_URL", "redis://127.0.0.1:6379/2"),
     "postgres": os.environ.get("BENCH_STEMLAB_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+    "amqp": os.environ.get("BENCH_STEMLAB_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"),
     "sqlite": "sqlite:///" + os.path.join(common.WORKDIR, "stemlab-bench.db"),
 }
+
+# RabbitMQ confirms each publish once it is on disk (~150-400/s here), so enqueueing N takes
+# up to ~30 s: more time for that backend's run (run_all.sh gives these jobs a longer timeout).
+SLOW = {"amqp": {"drain_timeout": 60.0, "deadline": 140}}
 
 
 def _worker_cmd(py, url, prefetch, procs):
@@ -60,4 +65,5 @@ if __name__ == "__main__":
         producer=P(),
         version=f"stemlab {getattr(stemlab, '__version__', '?')}",
         worker_cmd=_worker_cmd(py, url, *CONFIGS[cfg]),
+        **SLOW.get(backend, {}),
     )

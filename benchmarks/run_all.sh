@@ -2,7 +2,7 @@
 # Run every peer benchmark, stemlab's own rows and every raw-limit measurement REPS times (default 3), interleaved
 # (rep 1 of everything, then rep 2, ...), then aggregate into results/summary.md.
 # Each python invocation has its own 58 s internal deadline plus an outer `timeout 75`.
-# Needs: redis-server on 127.0.0.1:6379, PostgreSQL on 127.0.0.1:5432 with a trusted role and a
+# Needs: redis-server on 127.0.0.1:6379, RabbitMQ on 127.0.0.1:5672 (guest/guest; the *_amqp jobs), PostgreSQL on 127.0.0.1:5432 with a trusted role and a
 # database `peers_bench` (see README.md), and the peers' venv at $PEERS_VENV (default benchmarks/.peers-venv).
 # Env: REPS=3, ONLY=<regex over the job list>, SKIP_RAW=1 (skip raw limits), KEEP_RESULTS=1 (append).
 set -u
@@ -41,6 +41,9 @@ JOBS=(
   "bench_stemlab.py sqlite p1" "bench_stemlab.py sqlite p16"
   "bench_stemlab.py redis p1" "bench_stemlab.py redis p16" "bench_stemlab.py redis p16x2"
   "bench_stemlab.py postgres p1" "bench_stemlab.py postgres p16" "bench_stemlab.py postgres p16x2"
+  "bench_dramatiq_amqp.py p1t1" "bench_dramatiq_amqp.py p1" "bench_dramatiq_amqp.py default"
+  "bench_celery_amqp.py solo" "bench_celery_amqp.py prefork" "bench_celery_amqp.py threads"
+  "bench_stemlab.py amqp p1" "bench_stemlab.py amqp p16" "bench_stemlab.py amqp p16x2"
 )
 
 for rep in $(seq 1 "$REPS"); do
@@ -52,7 +55,9 @@ for rep in $(seq 1 "$REPS"); do
     py=$PY
     if [[ $job == bench_stemlab.py* ]]; then py=$STEMLAB_PY; fi
     # shellcheck disable=SC2086
-    timeout 75 "$py" $job || echo "FAILED ($?): $job"
+    limit=75
+    if [[ $job == "bench_stemlab.py amqp"* ]]; then limit=160; fi  # see SLOW in bench_stemlab.py
+    timeout $limit "$py" $job || echo "FAILED ($?): $job"
   done
   if [ -z "${SKIP_RAW:-}" ]; then
     timeout 90 ./raw_redis_benchmark.sh || echo "FAILED: raw_redis_benchmark.sh"

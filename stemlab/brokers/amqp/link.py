@@ -42,7 +42,7 @@ __all__ = [
 
 NOT_FOUND, RESOURCE_LOCKED = 404, 405
 _MAX_NAME = 255  # AMQP short string
-_LEASE_QUEUE_TTL_MS = 7 * 24 * 3600 * 1000  # an abandoned (expired, never retaken) lease queue
+_LEASE_QUEUE_TTL_MS = 7 * 24 * 3600 * 1000  # a lease slot unused this long goes away
 _WAIT_QUEUE_GRACE_MS = 60_000
 
 _declared: dict[str, set[tuple[str, str]]] = {}
@@ -330,7 +330,7 @@ class Link:
 
 
 def lease_lost(exc: StemlabError) -> bool:
-    """Whether a settle failed because the lease queue is gone (stale receipt)."""
+    """Whether a call failed because its queue is gone (404, e.g. a deleted lease slot)."""
     cause = exc.__cause__
     return isinstance(cause, pex.ChannelClosedByBroker) and cause.reply_code == NOT_FOUND
 
