@@ -31,6 +31,23 @@ _LEVEL = re.compile(r"g([0-9]+)p([0-9])")  # a level queue's name suffix: genera
 _STALE = ("ReceiptHandleIsInvalid", "InvalidParameterValue", "MessageNotInflight")
 
 
+_SESSION_LOCK = threading.Lock()
+_SESSION: list[Any] = []  # the process's one boto3 Session, made on first use
+
+
+def _new_client(kwargs: dict[str, Any]) -> Any:
+    """A boto3 SQS client from the process's shared Session.
+
+    A fresh Session loads and parses botocore's service model every time (about 0.3 s);
+    one shared Session caches it, so a new broker costs a few milliseconds. Credentials
+    are per client. Sessions are not thread-safe, hence the lock; clients are.
+    """
+    with _SESSION_LOCK:
+        if not _SESSION:
+            _SESSION.append(boto3.session.Session())
+        return _SESSION[0].client("sqs", **kwargs)
+
+
 class QueueMissing(StemlabError):
     """The SQS queue does not exist (never published to, or deleted)."""
 
@@ -51,7 +68,7 @@ class Link:
         if settings.access_key is not None:
             kwargs["aws_access_key_id"] = settings.access_key
             kwargs["aws_secret_access_key"] = settings.secret_key
-        self.client = boto3.session.Session().client("sqs", **kwargs)
+        self.client = _new_client(kwargs)
         self._lock = threading.Lock()
         self._urls: dict[str, str] = {}  # SQS queue name -> URL
         self._listed: dict[str, tuple[float, dict[str, str]]] = {}  # prefix -> (at, suffix->url)
