@@ -34,6 +34,7 @@ _STALE = ("ReceiptHandleIsInvalid", "InvalidParameterValue", "MessageNotInflight
 
 _READS = frozenset({"get_queue_attributes", "list_queues", "get_queue_url"})
 _CHANGES = [0]  # SQS calls of this process that may change a queue (all but _READS)
+_CHANGES_LOCK = threading.Lock()
 _SESSION_LOCK = threading.Lock()
 _SESSION: list[Any] = []  # the process's one boto3 Session, made on first use
 
@@ -81,7 +82,8 @@ class Link:
         """Call one SQS operation, translating driver errors (see the module docstring)."""
         exc_mod = self._exceptions
         if operation not in _READS:
-            _CHANGES[0] += 1  # before the call: a snapshot taken meanwhile is stale
+            with _CHANGES_LOCK:  # before the call: a snapshot taken meanwhile is stale
+                _CHANGES[0] += 1
         try:
             return getattr(self.client, operation)(**kwargs)
         except exc_mod.ClientError as exc:
