@@ -19,9 +19,10 @@ The script serves moto's SQS Flask app itself rather than `python -m moto.server
   re-reads every queue attribute (three scans of the whole queue) for each message it
   returns, just to check the retention period; every call was O(depth) with a large
   constant (a 10-message receive from a 1,000-deep queue took over 2 s on the shared
-  2-core machine). The replacements read the same values directly (`time.time()`,
-  the queue's own retention period) and cache two pure lookups: same answers, same
-  errors, less work. `STEMLAB_SQS_STOCK_MOTO=1` leaves moto's code as it is.
+  2-core machine). The replacements read the same values directly (`time.time()`
+  once per scan, the queue's own retention period), cache two pure lookups (a name
+  conversion, a class's method names) and draw receipt handles in one call: same
+  answers, same errors, less work. `STEMLAB_SQS_STOCK_MOTO=1` leaves moto as it is.
 """
 
 from __future__ import annotations
