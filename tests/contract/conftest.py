@@ -246,6 +246,7 @@ ADAPTERS: dict[str, Factory] = {
     "redis-streams": redis_streams_factory,
     "postgres": postgres_factory,
     "amqp": amqp_factory,
+    "sqs": sqs_factory,
 }
 
 
@@ -273,6 +274,7 @@ INJECTORS: dict[str, Injector] = {
     "redis-streams": redis_injector,
     "postgres": postgres_injector,
     "amqp": amqp_injector,
+    "sqs": sqs_injector,
 }
 
 # adapter name -> url_for(namespace, tmp_path) -> (url, options): how a child process
@@ -291,6 +293,7 @@ ADAPTER_URLS: dict[str, UrlFactory] = {
     "redis-streams": redis_streams_url,
     "postgres": postgres_url,
     "amqp": amqp_url,
+    "sqs": sqs_url_for,
 }
 
 

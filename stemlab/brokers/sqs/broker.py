@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -22,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from stemlab.brokers.sqs import deadletters
-from stemlab.brokers.sqs.client import Link, QueueMissing, generation_of, level_name
+from stemlab.brokers.sqs.client import Link, QueueMissing, changes, generation_of, level_name
 from stemlab.brokers.sqs.consumer import BASE_ATTR, SQSConsumer
 from stemlab.brokers.sqs.leases import BOOK, Key
 from stemlab.brokers.sqs.settings import (
@@ -49,6 +50,10 @@ _COUNTS = [
 _NO_BROADCAST = "sqs:// has no broadcast (capabilities.broadcast_scope is None)"
 _BATCH = 10
 _RETRIES = 5  # sends to a level queue that a purge just replaced
+COUNTS_FRESH = 0.1  # seconds a counts snapshot serves the next count (no change between)
+_MEMO_LOCK = threading.Lock()
+_Memo = tuple[int, float, tuple[int, int, int], frozenset[str]]  # changes, at, counts, URLs
+_MEMO: dict[tuple[str, str], _Memo] = {}
 
 
 class SQSBroker(Broker):
@@ -245,6 +250,24 @@ class SQSBroker(Broker):
 
     # ---------------------------------------------------------------- counts
     def _counts(self, queue: str) -> tuple[int, int, int]:
+        """(pending, in flight, delayed): one `GetQueueAttributes` per level queue, less
+        what consumers of this process read ahead (pending to the contract)."""
+        totals, urls = self._server_counts(queue)
+        ahead = min(totals[1], BOOK.buffered(self.scope, urls))
+        return totals[0] + ahead, totals[1] - ahead, totals[2]
+
+    def _server_counts(self, queue: str) -> tuple[tuple[int, int, int], set[str]]:
+        """SQS's three counts summed over the level queues, and those queues' URLs.
+
+        `pending_count`, `inflight_count` and `delayed_count` each need all three, so a
+        snapshot serves again for `COUNTS_FRESH` seconds while this process made no SQS
+        call that may change a queue (docs/sqs.md, Counts)."""
+        key = (self.scope, queue)
+        seen = changes()
+        with _MEMO_LOCK:
+            memo = _MEMO.get(key)
+        if memo is not None and memo[0] == seen and time.monotonic() - memo[1] < COUNTS_FRESH:
+            return memo[2], set(memo[3])
         totals = [0, 0, 0]
         urls = self.link.level_urls(self.namespace, queue)
         for url in urls.values():
@@ -254,8 +277,12 @@ class SQSBroker(Broker):
             attrs = (reply or {}).get("Attributes", {})
             for i, name in enumerate(_COUNTS):
                 totals[i] += int(attrs.get(name, 0))
-        ahead = min(totals[1], BOOK.buffered(self.scope, set(urls.values())))
-        return totals[0] + ahead, totals[1] - ahead, totals[2]
+        value = (totals[0], totals[1], totals[2])
+        with _MEMO_LOCK:
+            _MEMO[key] = (seen, time.monotonic(), value, frozenset(urls.values()))
+            while len(_MEMO) > 1000:
+                del _MEMO[next(iter(_MEMO))]
+        return value, set(urls.values())
 
     def _purge(self, queue: str) -> int:
         """Switch the queue to a new generation of level queues, then count and delete

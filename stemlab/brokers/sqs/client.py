@@ -23,12 +23,33 @@ from botocore.config import Config
 from stemlab.brokers.sqs.settings import DLQ, LEVELS, Settings, queue_prefix
 from stemlab.errors import BrokerUnavailable, ConfigError, LeaseLost, StemlabError
 
-__all__ = ["Link", "QueueMissing", "generation_of", "level_name"]
+__all__ = ["Link", "QueueMissing", "changes", "generation_of", "level_name"]
 
 LIST_TTL = 1.0  # seconds a listing of a queue's SQS queues is trusted
+FRESH = 0.1  # seconds a listing counts as fresh (no second look for a missing DLQ)
 _MISSING = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
 _LEVEL = re.compile(r"g([0-9]+)p([0-9])")  # a level queue's name suffix: generation, level
 _STALE = ("ReceiptHandleIsInvalid", "InvalidParameterValue", "MessageNotInflight")
+
+
+_READS = frozenset({"get_queue_attributes", "list_queues", "get_queue_url"})
+_CHANGES = [0]  # SQS calls of this process that may change a queue (all but _READS)
+_CHANGES_LOCK = threading.Lock()
+_SESSION_LOCK = threading.Lock()
+_SESSION: list[Any] = []  # the process's one boto3 Session, made on first use
+
+
+def _new_client(kwargs: dict[str, Any]) -> Any:
+    """A boto3 SQS client from the process's shared Session.
+
+    A fresh Session loads and parses botocore's service model every time (about 0.3 s);
+    one shared Session caches it, so a new broker costs a few milliseconds. Credentials
+    are per client. Sessions are not thread-safe, hence the lock; clients are.
+    """
+    with _SESSION_LOCK:
+        if not _SESSION:
+            _SESSION.append(boto3.session.Session())
+        return _SESSION[0].client("sqs", **kwargs)
 
 
 class QueueMissing(StemlabError):
@@ -51,7 +72,7 @@ class Link:
         if settings.access_key is not None:
             kwargs["aws_access_key_id"] = settings.access_key
             kwargs["aws_secret_access_key"] = settings.secret_key
-        self.client = boto3.session.Session().client("sqs", **kwargs)
+        self.client = _new_client(kwargs)
         self._lock = threading.Lock()
         self._urls: dict[str, str] = {}  # SQS queue name -> URL
         self._listed: dict[str, tuple[float, dict[str, str]]] = {}  # prefix -> (at, suffix->url)
@@ -60,6 +81,9 @@ class Link:
     def call(self, operation: str, **kwargs: Any) -> Any:
         """Call one SQS operation, translating driver errors (see the module docstring)."""
         exc_mod = self._exceptions
+        if operation not in _READS:
+            with _CHANGES_LOCK:  # before the call: a snapshot taken meanwhile is stale
+                _CHANGES[0] += 1
         try:
             return getattr(self.client, operation)(**kwargs)
         except exc_mod.ClientError as exc:
@@ -126,7 +150,10 @@ class Link:
         prefix = queue_prefix(namespace, queue)
         if create:
             return self.ensure(prefix + DLQ)
-        return self._list(prefix, False).get(DLQ) or self._list(prefix, True).get(DLQ)
+        found = self._list(prefix, False)
+        if DLQ in found or self._age(prefix) < FRESH:
+            return found.get(DLQ)
+        return self._list(prefix, True).get(DLQ)
 
     def level_url(self, namespace: str, queue: str, level: int) -> str:
         """The SQS queue of one priority level of the current generation, created on first
@@ -182,6 +209,12 @@ class Link:
             self._urls = {k: v for k, v in self._urls.items() if v != url}
             self._listed.clear()
 
+    def _age(self, prefix: str) -> float:
+        """Seconds since the cached listing of `prefix` was made (inf: none)."""
+        with self._lock:
+            cached = self._listed.get(prefix)
+        return float("inf") if cached is None else time.monotonic() - cached[0]
+
     def _list(self, prefix: str, fresh: bool) -> dict[str, str]:
         now = time.monotonic()
         with self._lock:
@@ -199,6 +232,11 @@ class Link:
             for suffix, url in found.items():
                 self._urls[prefix + suffix] = url
         return found
+
+
+def changes() -> int:
+    """How many SQS calls that may change a queue this process has made (ever growing)."""
+    return _CHANGES[0]
 
 
 def level_name(gen: int, level: int) -> str:

@@ -1,14 +1,19 @@
 """The SQS consumer: polls each queue's priority-level SQS queues, highest level first.
 
-Each `_fill` receives at most one message (so nothing is ever read ahead, and closing
-a consumer has nothing to give back): for each level from 9 down to 0, for each of the
-consumer's queues in order, one `ReceiveMessage` on that level's SQS queue, if it
-exists. Before that it checks the consumer name's unexpired leases against
-`prefetch` (the process-wide lease book). A received message whose `not_before` is
-still ahead (a delay longer than SQS's 15 minutes) is sent again with the remaining
-delay and the received copy deleted. The lease is the visibility timeout, in whole
-seconds rounded up; an envelope with its own `visibility_timeout` gets it by a
-`ChangeMessageVisibility` right after the receive.
+Each `_fill` first checks the consumer name's unexpired leases against `prefetch` (the
+process-wide lease book), then, for each level from 9 down to 0, receives up to the
+free slots (at most ten) from that level's SQS queue of each of the consumer's queues;
+the first level that yields anything fills the read-ahead buffer, oldest `SentTimestamp`
+first, and what is beyond the free slots is made visible again at once (a "peek": the
+lease book subtracts peeks from SQS's receive count). A received message whose
+`not_before` is still ahead (a delay longer than SQS's 15 minutes) is sent again with
+the remaining delay and the received copy deleted; one whose receive count shows an
+earlier lease ran out is re-sent to the tail of its level. The lease is the visibility
+timeout, in whole seconds rounded up; an envelope with its own `visibility_timeout`
+gets it by a `ChangeMessageVisibility` right after the receive. A claim whose lease ran
+out in the buffer is given back, unless it was received just now and its lease is
+shorter than the receive took: SQS still hides it (whole seconds), so it is handed out,
+its expiry already past.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ __all__ = ["BASE_ATTR", "SQSConsumer"]
 
 BATCH = 10  # SQS receives at most ten messages per call
 RECHECK_AFTER = 0.25  # seconds in the read-ahead buffer before a hand-out checks for a purge
+FRESH_CLAIM = 0.25  # seconds after its receive a claim whose short lease ran out is still ours
 BASE_ATTR = "stem_base"  # deliveries before this SQS message existed (requeue, re-delay)
 
 
@@ -54,6 +60,7 @@ class SQSConsumer(StoreConsumer):
         self._woken = threading.Event()
         BOOK.set_cap(self._owner, prefetch)
         self._filled: dict[str, float] = {}  # message id -> monotonic time of its receive
+        self._hidden: dict[str, float] = {}  # message id -> epoch until SQS surely hides it
 
     # ----------------------------------------------------------- core hooks
     def _fill(self) -> float:
@@ -122,10 +129,11 @@ class SQSConsumer(StoreConsumer):
         base = _base(message)
         key = (self._sqs.scope, url, mid)
         count = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-        count = max(1, count - BOOK.take_peeks(key))
+        count = max(1, count - BOOK.peeks(key))
         if count > 1:  # its lease ran out: ready again at the tail of its level
             self._sqs.send(url, body, base=base + count - 1)
             self._sqs.call_queue(url, "delete_message", QueueUrl=url, ReceiptHandle=handle)
+            BOOK.settle(key, handle)  # this copy is gone (its peeks with it)
             return None
         payload: Envelope | str = body
         with contextlib.suppress(EnvelopeError, TypeError, ValueError):
@@ -149,6 +157,7 @@ class SQSConsumer(StoreConsumer):
         expires = at + seconds  # SQS frees it up to a second later (reclaim_delay)
         BOOK.record(key, handle, self._owner, expires, at, body)
         self._filled[mid] = time.monotonic()
+        self._hidden[mid] = at + lease_seconds(seconds) - 0.5  # SQS hides it until then
         BOOK.buffer(key, True)
         fields = (level, generation_of(url), mid, handle)
         return Claim(fields, queue, payload, base + count, expires, url)
@@ -156,6 +165,7 @@ class SQSConsumer(StoreConsumer):
     def _hand_out(self, claim: Claim) -> float | None:
         key = (self._sqs.scope, str(claim.extra), str(claim.fields[2]))
         filled = self._filled.pop(str(claim.fields[2]), None)
+        hidden = self._hidden.pop(str(claim.fields[2]), 0.0)
         if not BOOK.is_buffered(key):  # purged (in this process) while read ahead: gone
             return None
         if filled is not None and time.monotonic() - filled > RECHECK_AFTER:
@@ -164,7 +174,11 @@ class SQSConsumer(StoreConsumer):
             if int(claim.fields[1]) < current:
                 BOOK.buffer(key, False)
                 return None
-        if time.time() < claim.expires:
+        now = time.time()
+        fresh = filled is not None and time.monotonic() - filled < FRESH_CLAIM
+        if now < claim.expires or (fresh and now < hidden):
+            # (a lease shorter than the receive took: SQS still hides the message for
+            # whole seconds, so it is ours; handed out with its expiry already past)
             BOOK.buffer(key, False)
             return claim.expires
         self._release([claim])  # its lease ran out in the buffer: back in place
@@ -191,6 +205,7 @@ class SQSConsumer(StoreConsumer):
         """Give back what was read ahead but never handed out: in place, count kept."""
         for claim in claims:
             self._filled.pop(str(claim.fields[2]), None)
+            self._hidden.pop(str(claim.fields[2]), None)
             message = {"ReceiptHandle": claim.fields[3], "MessageId": claim.fields[2]}
             self._give_back(str(claim.extra), message)
 

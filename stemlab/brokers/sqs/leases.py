@@ -81,12 +81,15 @@ class LeaseBook:
                 del self._latest[key]
                 self._by_owner.get(lease.owner, set()).discard(key)
             self._peeks[key] = self._peeks.get(key, 0) + 1
+            while len(self._peeks) > SETTLED_MEMORY:
+                self._peeks.popitem(last=False)
             self._buffered.discard(key)
 
-    def take_peeks(self, key: Key) -> int:
-        """How many receives of this message were peeks (then forgotten)."""
+    def peeks(self, key: Key) -> int:
+        """How many receives of this message so far were peeks (received, given back
+        unhanded). SQS's receive count includes every one of them, so they add up."""
         with self._lock:
-            return self._peeks.pop(key, 0)
+            return self._peeks.get(key, 0)
 
     def set_cap(self, owner: tuple[str, str], prefetch: int) -> None:
         """The prefetch of a consumer name (the largest its consumers asked for)."""
@@ -145,6 +148,7 @@ class LeaseBook:
                 del self._latest[key]
                 self._by_owner.get(lease.owner, set()).discard(key)
             self._settled[handle] = None
+            self._peeks.pop(key, None)
             self._buffered.discard(key)
             while len(self._settled) > SETTLED_MEMORY:
                 self._settled.popitem(last=False)
