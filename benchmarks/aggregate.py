@@ -96,9 +96,9 @@ def main():
     out.append("### Peers: every configuration\n")
     out.append(
         "| peer | broker | config | N | enqueue tasks/s | drain tasks/s | first task after spawn s "
-        "| e2e rate /s | e2e p50 ms | e2e p99 ms | e2e max ms | runs | errors |"
+        "| e2e rate /s | e2e p50 ms | e2e p99 ms | e2e max ms | runs | load (1 min) | errors |"
     )
-    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (peer, broker, cfg), rs in sorted(
         by.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])
     ):
@@ -111,7 +111,8 @@ def main():
             f"| {cell([r.get('worker_first_task_s') for r in rs], '{:.2f}')} "
             f"| {'/'.join(str(int(x)) for x in rates)} "
             f"| {ms([r.get('e2e_p50_ms') for r in rs])} | {ms([r.get('e2e_p99_ms') for r in rs])} "
-            f"| {ms([r.get('e2e_max_ms') for r in rs])} | {len(rs)} | {'; '.join(errs) or '-'} |"
+            f"| {ms([r.get('e2e_max_ms') for r in rs])} | {len(rs)} "
+            f"| {cell([r.get('loadavg') for r in rs], '{:.1f}')} | {'; '.join(errs) or '-'} |"
         )
     out.append("")
 

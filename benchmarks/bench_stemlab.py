@@ -1,10 +1,12 @@
 """stemlab, measured exactly like the peers.
 
-usage: bench_stemlab.py {redis|postgres|sqlite|amqp} {p1|p16|p16x2}
+usage: bench_stemlab.py {redis|postgres|sqlite|amqp} {p1|p16|p1x2|p16x2}
 
-The worker is one process (two for p16x2) running stemlab_worker.py (consume + ack through the
-Broker contract, no runtime); the producer publishes one envelope per call.
+The worker is one process (two for p1x2 and p16x2) running stemlab_worker.py (consume + ack
+through the Broker contract, no runtime); the producer publishes one envelope per call.
 Run it with a Python that has stemlab installed (STEMLAB_PY, default: this interpreter).
+BENCH_STEMLAB_TAG, when set, is appended to the recorded config (e.g. "p1 base" for a run
+of an older checkout put first on PYTHONPATH, see run_all.sh's STEMLAB_BASE).
 """
 
 import os
@@ -12,7 +14,12 @@ import sys
 
 import common
 
-CONFIGS = {"p1": ("1", 1), "p16": ("16", 1), "p16x2": ("16", 2)}  # prefetch, worker processes
+CONFIGS = {
+    "p1": ("1", 1),
+    "p16": ("16", 1),
+    "p1x2": ("1", 2),
+    "p16x2": ("16", 2),
+}  # prefetch, worker processes
 URLS = {
     "redis": os.environ.get("BENCH_STEMLAB_REDIS_URL", "redis://127.0.0.1:6379/2"),
     "postgres": os.environ.get("BENCH_STEMLAB_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"),
@@ -61,7 +68,9 @@ if __name__ == "__main__":
     common.run_bench(
         peer="stemlab",
         broker=backend,
-        config=cfg,
+        config=f"{cfg} {os.environ['BENCH_STEMLAB_TAG']}".strip()
+        if os.environ.get("BENCH_STEMLAB_TAG")
+        else cfg,
         producer=P(),
         version=f"stemlab {getattr(stemlab, '__version__', '?')}",
         worker_cmd=_worker_cmd(py, url, *CONFIGS[cfg]),

@@ -4,7 +4,11 @@
 # Each python invocation has its own 58 s internal deadline plus an outer `timeout 75`.
 # Needs: redis-server on 127.0.0.1:6379, RabbitMQ on 127.0.0.1:5672 (guest/guest; the *_amqp jobs), PostgreSQL on 127.0.0.1:5432 with a trusted role and a
 # database `peers_bench` (see README.md), and the peers' venv at $PEERS_VENV (default benchmarks/.peers-venv).
-# Env: REPS=3, ONLY=<regex over the job list>, SKIP_RAW=1 (skip raw limits), KEEP_RESULTS=1 (append).
+# Env: REPS=3, ONLY=<regex over the job list>, SKIP_RAW=1 (skip raw limits), KEEP_RESULTS=1 (append),
+# STEMLAB_BASE=<dir of an older stemlab checkout>: every stemlab job matching BASE_ONLY (a regex,
+# default: all) runs a second time right after, with that checkout first on PYTHONPATH and its
+# config recorded as "<config> base" (before/after in one interleaved run).
+# CEILING=1: also run ceiling.py (server-bound claim+ack ceiling) after each one-process stemlab job.
 set -u
 cd "$(dirname "$0")"
 VENV=${PEERS_VENV:-$PWD/.peers-venv}
@@ -39,8 +43,11 @@ JOBS=(
   "bench_saq.py postgres c1" "bench_saq.py postgres default"
   "bench_inmemory.py dramatiq-stub-t1" "bench_inmemory.py dramatiq-stub" "bench_inmemory.py huey-memory"
   "bench_stemlab.py sqlite p1" "bench_stemlab.py sqlite p16"
+  "bench_stemlab.py sqlite p1x2" "bench_stemlab.py sqlite p16x2"
   "bench_stemlab.py redis p1" "bench_stemlab.py redis p16" "bench_stemlab.py redis p16x2"
+  "bench_stemlab.py redis p1x2"
   "bench_stemlab.py postgres p1" "bench_stemlab.py postgres p16" "bench_stemlab.py postgres p16x2"
+  "bench_stemlab.py postgres p1x2"
   "bench_dramatiq_amqp.py p1t1" "bench_dramatiq_amqp.py p1" "bench_dramatiq_amqp.py default"
   "bench_celery_amqp.py solo" "bench_celery_amqp.py prefork" "bench_celery_amqp.py threads"
   "bench_stemlab.py amqp p1" "bench_stemlab.py amqp p16" "bench_stemlab.py amqp p16x2"
@@ -58,6 +65,14 @@ for rep in $(seq 1 "$REPS"); do
     limit=75
     if [[ $job == "bench_stemlab.py amqp"* ]]; then limit=160; fi  # see SLOW in bench_stemlab.py
     timeout $limit "$py" $job || echo "FAILED ($?): $job"
+    if [[ $job == bench_stemlab.py* ]] && [ -n "${STEMLAB_BASE:-}" ] && [[ $job =~ ${BASE_ONLY:-.} ]]; then
+      # shellcheck disable=SC2086
+      PYTHONPATH=$STEMLAB_BASE BENCH_STEMLAB_TAG=base timeout $limit "$py" $job || echo "FAILED ($?): base $job"
+    fi
+    if [[ $job == bench_stemlab.py* ]] && [ -n "${CEILING:-}" ] && [[ $job != *x2 ]] && [[ $job != *amqp* ]]; then
+      # shellcheck disable=SC2086
+      timeout 75 "$py" ceiling.py ${job#bench_stemlab.py } || echo "FAILED ($?): ceiling $job"
+    fi
   done
   if [ -z "${SKIP_RAW:-}" ]; then
     timeout 90 ./raw_redis_benchmark.sh || echo "FAILED: raw_redis_benchmark.sh"

@@ -19,7 +19,18 @@ unsubscribe). An adapter supplies only its store calls:
   detach and drop connections on close; `_interrupt()` wakes a waiting `get`;
 * `_poll_signals()`: take in, without waiting, what the store said meanwhile (e.g.
   a purge notice from another process: call `purged(queue)`), before a buffered
-  claim is handed out.
+  claim is handed out;
+* optionally `_ack_and_claim(delivery)`: ack a delivery this consumer handed out and
+  claim into the buffer in the same store call (script, statement or transaction).
+
+Settling with read-ahead: an adapter's `_ack` first offers the delivery to
+`ack_ahead`. When the consumer that handed it out is idle in this process (its
+lock is free), open, and its buffer is empty, the consumer acks it and claims
+its next message(s) in one round trip (`_ack_and_claim`), so a steady drain costs
+one store call per task. Otherwise (another thread is in `get`, the buffer still
+holds claims, the adapter has no native hook) the adapter acks the usual way and
+the next `get` claims. The claim part obeys the same prefetch cap, purge
+generations and fencing as `_fill`.
 
 A claim buffered across a `purge()` of its queue (by any broker of this process,
 or one the adapter heard of through `purged`) is given back, never handed out
@@ -33,6 +44,7 @@ import abc
 import contextlib
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -47,9 +59,42 @@ from stemlab.errors import EnvelopeError, LeaseLost, StemlabError
 if TYPE_CHECKING:
     from stemlab.core.broker import Broker
 
-__all__ = ["IDLE", "Cast", "Claim", "StoreConsumer"]
+__all__ = ["IDLE", "Cast", "Claim", "StoreConsumer", "ack_ahead", "read_ahead"]
 
 IDLE = 0.25  # longest uninterrupted wait, so close() from another thread is seen
+_HOLDER = "_stemlab_holder"  # attribute of a queue Delivery: weakref to the consumer
+
+
+_open: dict[tuple[str, str], weakref.WeakSet[StoreConsumer]] = {}
+_open_lock = threading.Lock()
+
+
+def read_ahead(broker: Broker, queue: str) -> int:
+    """Messages of `queue` leased into the buffers of this process's open consumers on
+    `broker`'s store and namespace, not handed out yet, their lease still running.
+
+    Brokers whose stores count such leases in flight subtract them (they count as
+    pending, as everywhere else): exact within one process.
+    """
+    key = (broker.receipts.store, broker.receipts.namespace)
+    with _open_lock:
+        consumers = list(_open.get(key, ()))
+    now = time.time()
+    return sum(c.unhanded(queue, now) for c in consumers)
+
+
+def ack_ahead(broker: Broker, delivery: Delivery) -> bool:
+    """Ack `delivery` through the consumer that handed it out, claiming ahead in the same call.
+
+    For an adapter's `_ack` (after `broker` validated the receipt): True when it was
+    acked that way, False when the adapter should ack it alone (a consumer of another
+    broker object, gone, or busy). Raises `LeaseLost` for a stale receipt like a plain ack.
+    """
+    ref = delivery.__dict__.get(_HOLDER)
+    consumer = ref() if ref is not None else None
+    if consumer is None or consumer.broker is not broker or delivery.channel is not None:
+        return False
+    return consumer._settle_ahead(delivery)
 
 
 @dataclass(slots=True)
@@ -108,6 +153,8 @@ class StoreConsumer(Consumer):
         self._store_key = (broker.receipts.store, broker.receipts.namespace)
         self._gens: dict[str, int] = {}  # purge generations read before the current fill
         broker.track(self)
+        with _open_lock:
+            _open.setdefault(self._store_key, weakref.WeakSet()).add(self)
 
     # ------------------------------------------------------------------ get
     def get(self, timeout: float | None = None) -> Delivery | None:
@@ -176,7 +223,9 @@ class StoreConsumer(Consumer):
         if expires is None:
             return None
         receipt = self.broker.receipts.issue("q", *claim.fields)
-        return Delivery(envelope, receipt, claim.queue, from_epoch(expires), claim.deliveries)
+        delivery = Delivery(envelope, receipt, claim.queue, from_epoch(expires), claim.deliveries)
+        object.__setattr__(delivery, _HOLDER, weakref.ref(self))  # not a field: see ack_ahead
+        return delivery
 
     def _cast_delivery(self, cast: Cast) -> Delivery | None:
         envelope = cast.payload
@@ -229,6 +278,12 @@ class StoreConsumer(Consumer):
                 self._unsubscribe(casts)
             self._closed_store()
         self.broker.untrack(self)
+        with _open_lock:
+            mine = _open.get(self._store_key)
+            if mine is not None:
+                mine.discard(self)
+                if not mine:
+                    del _open[self._store_key]
 
     # ------------------------------------------------------- adapter hooks
     @abc.abstractmethod
@@ -256,6 +311,39 @@ class StoreConsumer(Consumer):
 
     def _poll_signals(self) -> None:
         """Take in what the store reported meanwhile, without waiting (e.g. purges)."""
+
+    def _ack_and_claim(self, delivery: Delivery) -> bool:
+        """Ack `delivery` and claim into the buffer in one store call (under the lock).
+
+        Raise `LeaseLost` for a stale receipt (after buffering whatever was claimed);
+        return False when this adapter has no such call (the broker then acks alone).
+        """
+        return False
+
+    def unhanded(self, queue: str, now: float) -> int:
+        """Buffered claims of `queue` whose lease runs past `now` (see `read_ahead`)."""
+        return sum(1 for c in tuple(self._ahead) if c.queue == queue and c.expires > now)
+
+    def _acks_ahead(self) -> bool:
+        """Whether an ack should go through `_ack_and_claim` now: when the buffer is empty.
+
+        An adapter whose hand-out itself writes may say yes with claims buffered too
+        (and fold that write into the ack).
+        """
+        return not self._ahead
+
+    def _settle_ahead(self, delivery: Delivery) -> bool:
+        """`ack_ahead` for a delivery of this consumer; False: ack the usual way."""
+        if not self._lock.acquire(blocking=False):
+            return False  # a `get` runs in another thread: leave the buffer to it
+        try:
+            if self._casts or not self.queues or self._stopped() or not self._acks_ahead():
+                return False
+            store, ns = self._store_key
+            self._gens = {q: PURGES.get(store, ns, q) for q in self.queues}
+            return self._ack_and_claim(delivery)
+        finally:
+            self._lock.release()
 
     def _unsubscribe(self, casts: list[Cast]) -> None:
         """Stop receiving broadcasts; `casts` were taken but never handed out."""

@@ -150,8 +150,7 @@ class Envelope:
         """Rebuild an envelope; anything malformed raises `EnvelopeError`."""
         if not isinstance(data, dict):
             raise EnvelopeError("an envelope must be a JSON object")
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
+        unknown = data.keys() - _FIELD_SET
         if unknown:
             raise EnvelopeError(f"unknown envelope fields: {sorted(unknown)}")
         kwargs = dict(data)
@@ -169,6 +168,7 @@ class Envelope:
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(Envelope))
+_FIELD_SET = frozenset(_FIELD_NAMES)
 
 
 def undecodable_envelope(

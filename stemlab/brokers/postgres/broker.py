@@ -24,6 +24,7 @@ from stemlab.brokers.postgres.store import STALE, Store
 from stemlab.core.broker import Broker, Consumer
 from stemlab.core.clock import from_epoch, utcnow
 from stemlab.core.codec import dumps, loads
+from stemlab.core.consumer import ack_ahead
 from stemlab.core.envelope import Delivery, Envelope, undecodable_envelope
 from stemlab.core.receipts import INT, TEXT, Receipts, store_id
 from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
@@ -138,7 +139,7 @@ class PostgresBroker(Broker):
     def _ack(self, delivery: Delivery) -> None:
         if delivery.channel is not None:
             self._broadcast_settle("broadcast_settle", delivery, {})
-        else:
+        elif not ack_ahead(self, delivery):  # else acked by its consumer, which claimed ahead
             self._settle("ack", delivery, {})
 
     def _nack(self, delivery: Delivery) -> None:

@@ -7,6 +7,9 @@ and are handed out one by one. When nothing is claimable it asks the server when
 message or lease becomes due and sleeps until then, a notification, an ack of
 one of its leases in this process, or the fallback poll, whichever comes first.
 A broken connection is reopened with bounded retries (then `BrokerUnavailable`).
+An ack of a delivery this (single-queue) consumer handed out, made while its buffer is
+empty, runs ack_claim.sql on the consumer's connection: the ack and the next claim in one
+statement and one commit (see `ack_ahead` in core/consumer.py).
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from psycopg import sql
 from stemlab.brokers.postgres import _sql
 from stemlab.brokers.postgres._connection import RETRYABLE, connect, translated
 from stemlab.core.consumer import Cast, Claim, StoreConsumer
-from stemlab.core.envelope import Envelope
-from stemlab.errors import BrokerUnavailable, StemlabError
+from stemlab.core.envelope import Delivery, Envelope
+from stemlab.errors import BrokerUnavailable, LeaseLost, StemlabError
 
 if TYPE_CHECKING:
     from stemlab.brokers.postgres.broker import PostgresBroker
@@ -269,6 +272,44 @@ class PostgresConsumer(StoreConsumer):
         statement = _sql.query("claim" if len(self.queues) == 1 else "claim_many")
         freed = self._freed
         rows = self._conn.execute(statement, params, binary=True).fetchall()
+        self._took(rows, freed)
+
+    def _ack_and_claim(self, delivery: Delivery) -> bool:
+        """Ack and claim ahead in one statement (ack_claim.sql) on this consumer's connection.
+
+        Single-queue consumers only (else False: the broker acks alone). A broken
+        connection is reopened and the ack retried alone, as a possibly applied one.
+        """
+        if len(self.queues) != 1 or self._conn is None:
+            return False
+        consumer, _, _, row_id, token = self.broker.receipts.read(delivery)
+        params = {
+            "ns": self._store.ns,
+            "consumer": self.name,
+            "prefetch": self.prefetch,
+            "queue": self.queues[0],
+            "id": int(row_id),
+            "token": int(token),
+            "visibility": self._store.settings.default_visibility_timeout,
+        }
+        freed = self._freed
+        try:
+            rows = self._conn.execute(_sql.query("ack_claim"), params, binary=True).fetchall()
+        except RETRYABLE:
+            with contextlib.suppress(StemlabError):
+                self._reconnect()
+            self._store.settle("ack", int(row_id), int(token), str(consumer), maybe_applied=True)
+            return True
+        except psycopg.Error as exc:
+            raise StemlabError(f"postgres: ack failed: {exc}") from exc
+        if not rows[-1][12]:
+            raise LeaseLost("this delivery was already settled or handed to another consumer")
+        self._took(rows, freed)
+        self._store.maybe_sweep()
+        return True
+
+    def _took(self, rows: list[Any], freed: int) -> None:
+        """Buffer the rows a claim leased; its trailer row sets when to claim or wake next."""
         trailer = rows.pop()
         local = time.time()
         self._offset = trailer[4].timestamp() - local

@@ -98,11 +98,21 @@ class Store:
 
         return self.runner.run(fn, name, publish=publish)
 
-    def settle(self, name: str, row_id: int, token: int, consumer: str, **extra: Any) -> None:
+    def settle(
+        self,
+        name: str,
+        row_id: int,
+        token: int,
+        consumer: str,
+        *,
+        maybe_applied: bool = False,
+        **extra: Any,
+    ) -> None:
         """Run a fenced statement; no row changed means the receipt is stale.
 
-        After a retried connection failure the first try may have committed, so the
-        receipt then counts as stale only if the row was handed to another delivery.
+        After a retried connection failure (or with `maybe_applied`: an earlier call
+        broke off) the first try may have committed, so the receipt then counts as
+        stale only if the row was handed to another delivery.
         """
         params = {"id": row_id, "token": token, "ns": self.ns, **extra}
 
@@ -110,7 +120,8 @@ class Store:
             cur = conn.execute(_sql.query(name), params)
             if cur.rowcount > 0:
                 return
-            if attempt and not conn.execute(_sql.query("taken_by_other"), params).fetchone()[0]:
+            retried = attempt > 0 or maybe_applied
+            if retried and not conn.execute(_sql.query("taken_by_other"), params).fetchone()[0]:
                 return
             raise LeaseLost(STALE)
 

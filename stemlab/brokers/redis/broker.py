@@ -33,6 +33,7 @@ from stemlab.brokers.redis.store import Store
 from stemlab.core.broker import Broker, Consumer
 from stemlab.core.clock import from_epoch, utcnow
 from stemlab.core.codec import dumps, loads
+from stemlab.core.consumer import ack_ahead, read_ahead
 from stemlab.core.envelope import Delivery, Envelope
 from stemlab.core.receipts import INT, TEXT, Receipts, store_id
 from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
@@ -131,6 +132,8 @@ class RedisBroker(Broker):
     def _ack(self, delivery: Delivery) -> None:
         if delivery.channel is not None:
             self._settle_cast(delivery, "release")
+        elif ack_ahead(self, delivery):  # acked by its consumer, which claimed ahead
+            return
         elif not self._settle("ack", delivery):
             raise LeaseLost("this delivery was already settled or handed to another consumer")
 
@@ -168,7 +171,9 @@ class RedisBroker(Broker):
     # ---------------------------------------------------------------- counts
     def _counts(self, queue: str) -> tuple[int, int, int]:
         pending, inflight, delayed = self._eval("counts", [self.prefix, queue])
-        return int(pending), int(inflight), int(delayed)
+        # leases read ahead into this process's consumers are not delivered yet: pending
+        ahead = min(read_ahead(self, queue), int(inflight))
+        return int(pending) + ahead, int(inflight) - ahead, int(delayed)
 
     def _purge(self, queue: str) -> int:
         total = 0

@@ -14,6 +14,11 @@ With prefetch > 1 and a backlog, one claim leases several messages (see claim.lu
 those not handed out yet wait in the consumer core's read-ahead buffer with pushed
 ones. One that has used up half its lease there, and all of them when the consumer
 closes, are released: put back in their old place, their delivery count taken back.
+An ack of a delivery this consumer handed out, made while its buffer is empty and no
+other thread is in `get`, runs ack_claim.lua on the consumer's own link: the ack and the
+next claim in one script, so a steady drain costs one round trip per task (see
+`ack_ahead` in core/consumer.py). Leases waiting in the buffer count as pending, not in
+flight, for brokers of this process (`read_ahead`).
 A purge publishes "purge" on the queue's wake channel; before handing out a buffered
 lease the consumer reads what arrived (no round trip), so the core gives back, rather
 than hands out, what a purge removed (see core/purges.py).
@@ -33,8 +38,8 @@ from stemlab.brokers.redis.settings import MAX_IDLE, MAX_IDLE_MS, undecodable_en
 from stemlab.brokers.redis.store import SCRIPTS
 from stemlab.core.codec import new_id
 from stemlab.core.consumer import Cast, Claim, StoreConsumer
-from stemlab.core.envelope import Envelope
-from stemlab.errors import EnvelopeError
+from stemlab.core.envelope import Delivery, Envelope
+from stemlab.errors import EnvelopeError, LeaseLost
 
 if TYPE_CHECKING:
     from stemlab.brokers.redis.broker import RedisBroker
@@ -109,6 +114,14 @@ class RedisConsumer(StoreConsumer):
         self._store.release(self._cmd, [self._lease_of(claim)])  # half its lease used up
         return None
 
+    def unhanded(self, queue: str, now: float) -> int:
+        """Buffered claims plus leases pushed meanwhile (not taken in yet) of `queue`."""
+        pushed = 0
+        for payload, _gen in tuple(self._pushed):
+            q, _, _, _, expires, _ = payload.split(b"\n", 5)
+            pushed += q.decode() == queue and int(expires) > now * 1000
+        return super().unhanded(queue, now) + pushed
+
     def _bury(self, claim: Claim, error: Exception) -> None:
         """Dead-letter an undecodable payload with reason "undecodable", then go on."""
         assert isinstance(claim.payload, bytes)
@@ -148,7 +161,21 @@ class RedisConsumer(StoreConsumer):
     # ---------------------------------------------------------------- claim
     def _claim(self) -> float:
         """One claim script call: leases into the buffer, else seconds worth idling."""
-        reply = self._cmd.eval(SCRIPTS["claim"], self._claim_args)
+        return self._took(self._cmd.eval(SCRIPTS["claim"], self._claim_args))
+
+    def _ack_and_claim(self, delivery: Delivery) -> bool:
+        """Ack and claim in one script (ack_claim.lua) on this consumer's own link."""
+        mid, token = self.broker.receipts.read(delivery)
+        rest: list[Arg] = [delivery.queue, str(mid), str(token), *self._claim_args[1:]]
+        reply = self._store.fenced("ack_claim", delivery.receipt, rest, self._cmd)
+        if reply == 0:
+            raise LeaseLost("this delivery was already settled or handed to another consumer")
+        if isinstance(reply, list):
+            self._took(reply)
+        return True
+
+    def _took(self, reply: list[Any]) -> float:
+        """Buffer what a claim reply leased; else the seconds worth idling."""
         now, nxt = reply[0], reply[2]
         self._claim_args[_REGISTERED] = "1" if reply[3] else "0"
         if len(reply) > 4:

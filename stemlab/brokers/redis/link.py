@@ -49,11 +49,17 @@ class Script:
 
 
 @cache
-def script(name: str) -> Script:
-    """Load `<name>.lua` from this package (once per process)."""
+def script(name: str, *then: str) -> Script:
+    """Load `<name>.lua` from this package (once per process), followed by the `then` files.
+
+    A script that ends by running another one's body (ack_claim.lua runs claim.lua's)
+    names it in `then`, so that body exists once.
+    """
     lib = (_HERE / "_lib.lua").read_text(encoding="utf-8")
-    body = (_HERE / f"{name}.lua").read_text(encoding="utf-8")
-    source = f"{lib}\n-- ---- {name}.lua ----\n{body}"
+    source = lib
+    for part in (name, *then):
+        body = (_HERE / f"{part}.lua").read_text(encoding="utf-8")
+        source += f"\n-- ---- {part}.lua ----\n{body}"
     return Script(name, source, hashlib.sha1(source.encode("utf-8")).hexdigest())
 
 

@@ -43,6 +43,7 @@ SCRIPTS: dict[str, Script] = {
         "unregister",
     )
 }
+SCRIPTS["ack_claim"] = script("ack_claim", "claim")  # the ack, then claim.lua's body
 
 
 class Store:
@@ -117,16 +118,21 @@ class Store:
             self._free.append(link)
 
     # --------------------------------------------------------------- settling
-    def fenced(self, name: str, receipt: str, rest: list[Arg]) -> Any:
+    def fenced(self, name: str, receipt: str, rest: list[Arg], link: Link | None = None) -> Any:
         """Run a settle script; its ARGV[2] says whether an earlier try may have been applied.
 
         That is so on a retry inside one call, and for a later call with a receipt whose
         previous settle ended in BrokerUnavailable (the reply was lost, not necessarily
         the write): the script then reports success for a message that is already gone.
+        `link`: a consumer's own link (ack_claim.lua), else a pooled one.
         """
         maybe_applied = "1" if receipt in self._unsure else "0"
+        args = [self.prefix, maybe_applied, *rest]
         try:
-            result = self.eval(name, [self.prefix, maybe_applied, *rest], retry_flag_at=1)
+            if link is None:
+                result = self.eval(name, args, retry_flag_at=1)
+            else:
+                result = link.eval(SCRIPTS[name], args, retry_flag_at=1)
         except BrokerUnavailable:
             with self._lock:
                 self._unsure[receipt] = None

@@ -113,6 +113,17 @@ class StreamConsumer(StoreConsumer):
         self._store.release(self._cmd, [self._lease_of(claim)])  # half its lease used up
         return None
 
+    def unhanded(self, queue: str, now: float) -> int:
+        """Buffered claims plus entries pushed meanwhile (not taken in yet) of `queue`.
+
+        The Redis broker's counts (inherited) treat them as pending for this process.
+        """
+        pushed = 0
+        for payload, _gen in tuple(self._pushed):
+            q, _, _, _, expires, _ = payload.split(b"\n", 5)
+            pushed += q.decode() == queue and int(expires) > now * 1000
+        return super().unhanded(queue, now) + pushed
+
     def _bury(self, claim: Claim, error: Exception) -> None:
         """Dead-letter an undecodable payload with reason "undecodable", then go on."""
         assert isinstance(claim.payload, bytes)

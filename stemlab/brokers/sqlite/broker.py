@@ -30,6 +30,7 @@ from stemlab.brokers.sqlite.store import Store, micros
 from stemlab.core.broker import Broker, Consumer
 from stemlab.core.clock import from_epoch
 from stemlab.core.codec import loads
+from stemlab.core.consumer import ack_ahead
 from stemlab.core.envelope import Delivery, Envelope
 from stemlab.core.receipts import INT, Receipts, store_id
 from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, ReplayResult
@@ -119,7 +120,8 @@ class SQLiteBroker(Broker):
         self.store.settle(name, int(seq), int(token), **extra)
 
     def _ack(self, delivery: Delivery) -> None:
-        self._settle(delivery, "ack")
+        if not ack_ahead(self, delivery):  # else acked by its consumer, which claimed ahead
+            self._settle(delivery, "ack")
 
     def _nack(self, delivery: Delivery) -> None:
         self._settle(delivery, "nack", now=self.now())

@@ -9,7 +9,9 @@ read-ahead buffer, marking the first one delivered in that same transaction
 (`get` hands it out next, so that saves a write). Handing out any other
 buffered row is one short write (the row becomes "in flight" and its delivery
 count goes up), so counts stay exact and rows the application never saw go
-back untouched when the consumer closes.
+back untouched when the consumer closes. An ack of a delivery this consumer handed
+out, made while its buffer is empty, also reserves the next rows in the ack's own
+transaction (see `ack_ahead` in core/consumer.py); they stay pending until handed out.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from stemlab.brokers.sqlite.connection import reading, write
 from stemlab.brokers.sqlite.store import unsubscribe_later
 from stemlab.core.codec import new_id
 from stemlab.core.consumer import Cast, Claim, StoreConsumer
+from stemlab.core.envelope import Delivery
 
 if TYPE_CHECKING:
     from stemlab.brokers.sqlite.broker import SQLiteBroker
@@ -131,27 +134,49 @@ class SQLiteConsumer(StoreConsumer):
 
     def _claim(self, now: float) -> list[Claim]:
         """Reserve up to `prefetch - held` rows, best first, in one transaction."""
-        store, conn = self._store, self._conn
         if not self._more and not self._claimable(now):
             return []
-        with write(conn):
-            now = time.time()  # after the lock wait: leases start now
-            want = self.prefetch - store.held(conn, self.name, now)
-            chosen = store.candidates(conn, self.queues, now, want) if want > 0 else []
-            if not chosen:
-                self._more = False
-                return []
-            rows = store.reserve(conn, self.name, now, [c[0] for c in chosen])
-            ready = {c[0]: (rank, c[2]) for rank, c in enumerate(chosen)}
-            rows.sort(key=lambda r: ready[r[0]][0])
-            claims = [
-                Claim((seq, token), queue, payload, count + 1, expires, _Row(vt, ready[seq][1]))
-                for seq, token, count, expires, vt, queue, payload in rows
-            ]
-            if claims and not self._casts:  # get() hands this one out next: save a write
-                first = claims[0]
-                store.hand_out(conn, int(first.fields[0]), int(first.fields[1]))
-                first.extra.handed = True
+        with write(self._conn) as conn:
+            return self._reserve(conn)
+
+    def _ack_and_claim(self, delivery: Delivery) -> bool:
+        """Ack and claim ahead in one `BEGIN IMMEDIATE` transaction on this consumer's connection.
+
+        A stale receipt raises `LeaseLost` and rolls the transaction back (nothing claimed).
+        """
+        _, seq, token = self.broker.receipts.read(delivery)
+        with write(self._conn) as conn:
+            self._store.ack_row(conn, int(seq), int(token))
+            claims = self._reserve(conn, mark_first=False) if self._more else []
+        self.add_claims(claims)
+        if not claims:  # the next `get` looks again, and learns when something is due
+            self._next_due = 0.0
+        return True
+
+    def _reserve(self, conn: sqlite3.Connection, mark_first: bool = True) -> list[Claim]:
+        """Lease up to `prefetch - held` rows, inside the caller's write transaction.
+
+        `mark_first`: the calling `get` hands the first one out next, so mark it
+        delivered in this transaction (not for an ack's read-ahead: it stays pending).
+        """
+        store = self._store
+        now = time.time()  # after the lock wait: leases start now
+        want = self.prefetch - store.held(conn, self.name, now)
+        chosen = store.candidates(conn, self.queues, now, want) if want > 0 else []
+        if not chosen:
+            self._more = False
+            return []
+        rows = store.reserve(conn, self.name, now, [c[0] for c in chosen])
+        ready = {c[0]: (rank, c[2]) for rank, c in enumerate(chosen)}
+        rows.sort(key=lambda r: ready[r[0]][0])
+        claims = [
+            Claim((seq, token), queue, payload, count + 1, expires, _Row(vt, ready[seq][1]))
+            for seq, token, count, expires, vt, queue, payload in rows
+        ]
+        if claims and mark_first and not self._casts:  # get() hands it out next: save a write
+            first = claims[0]
+            store.hand_out(conn, int(first.fields[0]), int(first.fields[1]))
+            first.extra.handed = True
         self._more = len(rows) == want
         return claims
 
@@ -165,9 +190,9 @@ class SQLiteConsumer(StoreConsumer):
 
     def _mark_handed(self, claim: Claim, row: _Row) -> float | None:
         """Mark a buffered row delivered; re-lease it if it waited. None: it is gone."""
-        now = time.time()
-        seq, token = int(claim.fields[0]), int(claim.fields[1])
         with write(self._conn) as conn:
+            now = time.time()
+            seq, token = int(claim.fields[0]), int(claim.fields[1])
             if now + row.vt - claim.expires > RESTAMP:
                 return self._store.hand_out_restamp(conn, seq, token, now)
             return claim.expires if self._store.hand_out(conn, seq, token) else None

@@ -123,6 +123,12 @@ class Store:
             if conn.execute(Q[name], params).rowcount != 1:
                 raise LeaseLost(STALE)
 
+    def ack_row(self, conn: sqlite3.Connection, seq: int, token: int) -> None:
+        """Fenced ack inside the caller's transaction; no row changed: `LeaseLost`."""
+        params = {"ns": self.ns, "seq": seq, "token": token}
+        if conn.execute(Q["ack"], params).rowcount != 1:
+            raise LeaseLost(STALE)
+
     def dead_letter_row(
         self,
         conn: sqlite3.Connection,
