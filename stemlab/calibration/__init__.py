@@ -10,7 +10,9 @@ simulator can predict each broker with that real work.
 
 A load ramp (`stemlab.calibration.ramp`) then measures what each call costs
 the machine (the profile's `host` section: client and server CPU,
-serialisation, cores) and how busy the machine was with other programs:
+serialisation, cores), `stemlab.calibration.harness` what `run_live`'s own
+harness costs per task (its CPU outside the calls, how late its work ends),
+and the ramp how busy the machine was with other programs:
 `calibrate` warns (`BusyMachineWarning`) when the machine was busy and
 refuses (`BusyMachineError`) a profile measured while other programs used
 more than half of its cores, unless `force=True`.
@@ -24,6 +26,7 @@ import platform
 import sys
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -33,6 +36,7 @@ import numpy as np
 from stemlab._version import __version__
 from stemlab.brokers import connect
 from stemlab.calibration.fit import fit_latency, fit_poll, fit_reclaim, quantiles, wakeup
+from stemlab.calibration.harness import HarnessCosts, measure_harness
 from stemlab.calibration.measure import QUEUE, Measurements, Plan, _clean, measure
 from stemlab.calibration.procfs import server_tree
 from stemlab.calibration.ramp import RampPlan, fit_host, ramp
@@ -42,6 +46,7 @@ from stemlab.core.progress import Progress
 from stemlab.errors import CalibrationError
 from stemlab.instrument import InstrumentedBroker, instrument
 from stemlab.model.distributions import Distribution
+from stemlab.model.host import HostModel
 from stemlab.model.names import broker_name
 from stemlab.model.profile import OPS, BrokerProfile
 
@@ -155,13 +160,27 @@ def calibrate(
         finally:
             _clean(ib)
     unwatched = fit_latency(m.publish_unwatched)[0] if m.publish_unwatched.size else None
+    loaded = fit_latency(m.ack_loaded)[0] if m.ack_loaded.size else None
     cores = os.cpu_count() or 1
-    model, info = fit_host(result, cores, unwatched, chosen.listeners)
+    backoff = ib.capabilities.lock_backoff
+    model, info = fit_host(result, cores, unwatched, chosen.listeners, backoff)
+    costs = measure_harness(steps.harness_tasks, steps.waits, rng)
+    model, info["harness"] = _with_harness(model, costs)
+    model = replace(model, ack_loaded=loaded)
     loads = [x[0] for x in (load_before, _loadavg()) if x]
     info["load_check"] = _check_load(result.background_cores, cores, loads, force)
     profile.meta["host_model"] = info  # meta["host"] is the machine's name
     profile.meta["load_average_after"] = _loadavg()
     return profile.with_overrides(host=model)
+
+
+def _with_harness(model: HostModel, costs: HarnessCosts) -> tuple[HostModel, dict[str, Any]]:
+    """The host section with the live harness's own costs, and what was measured (for meta)."""
+    late, fit = fit_latency(costs.overshoot)
+    cpu = {"producer": costs.producer_cpu, "worker": costs.worker_cpu}
+    cpu = {side: float(f"{v:.4g}") for side, v in cpu.items()}
+    info = {"cpu_s": cpu, "work_overshoot": fit}
+    return replace(model, harness_cpu=cpu, work_overshoot=late), info
 
 
 def _check_load(

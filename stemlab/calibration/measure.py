@@ -14,7 +14,8 @@ same calls, the same way, as `run_live` does. Three phases on the queue
    attached (publish without anyone to wake, kept for reference), then one
    consumer drains it, so every `get` finds work ready (the loaded pickup,
    i.e. the claim round trip); along the way it extends, nacks and
-   dead-letters some deliveries to time those calls.
+   dead-letters some deliveries to time those calls. Its acks are kept as
+   the ack with work waiting.
 3. expiry: leases of `lease_s` are taken and left to expire while another
    consumer waits; the delay from expiry to that consumer's `get` returning
    the redelivery shows how an adapter notices an expired lease.
@@ -81,6 +82,7 @@ class Measurements:
     dead_letter: np.ndarray
     expiry_delay: np.ndarray  # lease expiry -> redelivery returned by get
     publish_unwatched: np.ndarray = field(default_factory=lambda: np.array([]))  # no consumer
+    ack_loaded: np.ndarray = field(default_factory=lambda: np.array([]))  # with work waiting
     wall_s: dict[str, float] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
@@ -198,6 +200,7 @@ def _loaded_phase(ib: InstrumentedBroker, plan: Plan, tick: Tick) -> dict:
         "nack": _seconds(ops.get("nack", [])),
         "dead_letter": _seconds(ops.get("dead_letter", [])),
         "publish_unwatched": unwatched,
+        "ack_loaded": _seconds(ops.get("ack", []), _WARMUP),
     }
 
 
@@ -281,6 +284,7 @@ def measure(
         dead_letter=loaded["dead_letter"],
         expiry_delay=np.array(delays),
         publish_unwatched=loaded["publish_unwatched"],
+        ack_loaded=loaded["ack_loaded"],
         wall_s=wall,
     )
 

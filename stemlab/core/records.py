@@ -25,7 +25,11 @@ class Capabilities:
 
     `reclaim_delay` is the longest an expired lease can go unnoticed (seconds,
     0 when expiry is checked at every claim); `poll_interval` is None when
-    consumers are woken by the service rather than by polling.
+    consumers are woken by the service rather than by polling. `lock_backoff`
+    is how a write waits for a store-wide write lock that another connection
+    holds: the sleeps (seconds) before each retry, the last one repeated
+    (SQLite's busy handler); None when writers queue in order or there is no
+    such lock. The simulator's host model reads it.
     """
 
     priority_levels: int = 10
@@ -35,6 +39,7 @@ class Capabilities:
     cross_process: bool = False
     poll_interval: float | None = None
     reclaim_delay: float = 0.0
+    lock_backoff: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)

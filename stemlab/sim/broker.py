@@ -169,6 +169,7 @@ class SimBroker:
         visibility_timeout: float,
         record_ops: bool = True,
         wake_rng: np.random.Generator | None = None,
+        work_rng: np.random.Generator | None = None,
     ) -> None:
         self.env = env
         self.profile = profile
@@ -189,11 +190,23 @@ class SimBroker:
         self.polling = 0  # consumers of a polling broker waiting in get (SimRun._poll)
         # --- host model (stemlab.sim.host): calls also queue for cores and locks
         self.host: SimHost | None = None
+        self.overshoot: Callable[[], float] | None = None  # how late a live worker's work ends
         if profile.host is not None:
-            self.host = SimHost(env, profile.host, lambda: len(self.idle) + self.polling)
-            alone = profile.host.publish_unwatched
+            late = profile.host.work_overshoot
+            if late is not None:
+                self.overshoot = LatencyDraw(late, work_rng or rng)
+            host = profile.host
+            self.host = SimHost(
+                env,
+                host,
+                lambda: len(self.idle) + self.polling,
+                lambda: self.state.pending_count(SIM_QUEUE, env.now) > 0,
+            )
+            alone, loaded = host.publish_unwatched, host.ack_loaded
             self.latency = self.host.wrap_all(
-                self.latency, LatencyDraw(alone, rng) if alone is not None else None
+                self.latency,
+                LatencyDraw(alone, rng) if alone is not None else None,
+                LatencyDraw(loaded, rng) if loaded is not None else None,
             )
         # --- end host model
         self._timer_at = math.inf

@@ -159,8 +159,8 @@ def _simulate(
     label: str | None,
     until: float | None,
 ) -> RunResult:
-    # the 4th stream (wake-up delays) leaves the first three exactly as they were
-    workload_rng, exec_rng, latency_rng, wake_rng = streams(seed, 4)
+    # later streams (wake-up delays, work overshoot) leave the earlier ones exactly as they were
+    workload_rng, exec_rng, latency_rng, wake_rng, work_rng = streams(seed, 5)
     workload = make_workload(scenario, workload_rng)
     env = simpy.Environment()
     model = SimBroker(
@@ -170,6 +170,7 @@ def _simulate(
         visibility_timeout=scenario.visibility_timeout,
         record_ops=record_ops,
         wake_rng=wake_rng,
+        work_rng=work_rng,
     )
     run = SimRun(scenario, model, workload, exec_rng, task_ids(scenario.tasks))
     run.start()

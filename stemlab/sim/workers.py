@@ -117,11 +117,15 @@ class SimRun:
         priorities = self.workload.priorities.tolist()
         levels = {p: broker.level(p) for p in set(priorities)}  # the priority the broker keeps
         delays = self.workload.delays.tolist()
+        harness = broker.host.harness if broker.host is not None else None
         for i, task_id in enumerate(self.ids):
             start = env.now
             wait = arrivals[i] - start
             if wait > 0:
                 yield timeout(wait)
+                start = env.now
+            if harness is not None and (own := harness("producer")):  # building the task
+                yield timeout(own)
                 start = env.now
             prio = priorities[i]
             enqueued(task_id, prio, start)
@@ -160,7 +164,8 @@ class SimRun:
         vt, sweep, prefetch = broker.visibility_timeout, broker.sweep, scenario.prefetch
         blocking, resolved, total = broker.blocking, self.resolved, len(self.ids)
         services, plan = self.services, ExecutionDraw(scenario, self.exec_rng)
-        wakeup = broker.wakeup
+        wakeup, overshoot = broker.wakeup, broker.overshoot
+        harness = broker.host.harness if broker.host is not None else None
         renewing, step = scenario.lease_renewal, RENEW_FRACTION * broker.visibility_timeout
         max_deliveries = scenario.max_deliveries or math.inf
         same = scenario.redelivery_service == "same"
@@ -204,6 +209,8 @@ class SimRun:
             if prefetch > 1 and len(buffer) < prefetch:
                 yield from self._top_up(consumer, buffer)
             lease = buffer.popleft()
+            if harness is not None and (own := harness("worker")):  # recording, drawing
+                yield timeout(own)
             now = env.now
             if lease.expires_at <= now or lease.delivery_count > max_deliveries:
                 yield from self._refuse(lease, consumer)
@@ -225,6 +232,8 @@ class SimRun:
                 if same:  # a redelivery carries this very envelope object
                     services[id(envelope)] = (envelope, service)
             started(task_id, now)
+            if overshoot is not None and work > 0:  # a live worker wakes late
+                work += overshoot()
             if renewing:
                 yield from self._work_renewing(lease, consumer, work, buffer)
             elif work > 0:

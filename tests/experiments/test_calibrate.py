@@ -82,6 +82,13 @@ def test_quick_calibration_is_sane(calibrated: Calibrated) -> None:
         assert set(host.server_cpu) >= {"publish", "claim", "ack"}
     else:
         assert host.server_cpu == {}
+    # what the live harness costs besides the calls, and how calls meet under load
+    assert host.harness_cpu["producer"] > 0 and host.harness_cpu["worker"] >= 0
+    assert host.work_overshoot is not None and 0 < host.work_overshoot.mean < 0.05
+    assert host.ack_loaded is not None and host.handoff_cpu >= 0
+    assert host.serial_backoff == (caps.lock_backoff or ())
+    if caps.lock_backoff:  # the lock's hold comes from the probe publishes' collisions
+        assert info["lock_collisions"]["probes"] > 20
 
 
 def test_profile_round_trips_with_provenance(calibrated: Calibrated, tmp_path: Path) -> None:

@@ -83,3 +83,25 @@ def test_a_rate_that_falls_with_more_threads_fits_no_serial_point() -> None:
     model, info = fit_host(_result({1: 800.0, 2: 300.0, 4: 900.0}, None, None), 2, None, 4)
     assert model.serial == {}
     assert "interference" in info["serialisation"]
+
+
+def test_a_backoff_lock_takes_its_holds_from_the_probe_collisions() -> None:
+    """A fifth of the probe publishes slept while the drain cycled 500 times a second: the
+    lock is held 0.4 ms per get + ack, split by wall time, and publish in proportion."""
+    result = _result({1: 800.0, 2: 300.0, 4: 200.0}, None, None)
+    result.lock = {"probe_slept": 0.2, "probes": 200, "drain_rate": 500.0}
+    model, info = fit_host(result, 2, None, 4, backoff=(0.001, 0.002))
+    assert model.serial_backoff == (0.001, 0.002)
+    assert model.serial["claim"] + model.serial["ack"] == pytest.approx(4e-4)
+    assert model.serial["claim"] == pytest.approx(2 * model.serial["ack"], rel=1e-3)  # 6:3
+    assert model.serial["publish"] == pytest.approx(model.serial["ack"], rel=1e-3)  # 3:3
+    assert "lock_backoff" in info["serialisation"]  # a falling rate is the lock, not noise
+
+
+def test_the_handoff_is_the_extra_cpu_per_call_of_two_busy_threads() -> None:
+    result = _result({1: 800.0, 2: 1000.0}, None, None)
+    result.cycle_cpu = {1: 3e-4, 2: 6e-4}
+    model, _ = fit_host(result, 2, None, 4)
+    assert model.handoff_cpu == pytest.approx(1e-4)  # 0.3 ms more per cycle of 3 calls
+    result.cycle_cpu = {1: 3e-4, 2: 2e-4}
+    assert fit_host(result, 2, None, 4)[0].handoff_cpu == 0.0

@@ -8,6 +8,7 @@ the cores cap throughput at the rate queueing theory gives for them.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -127,3 +128,96 @@ def test_publish_follows_the_number_of_idle_consumers() -> None:
 
     assert publish_mean(light) == pytest.approx(0.001, rel=0.05)
     assert publish_mean(heavy) < 0.0002
+
+
+# ------------------------------------------------------------------ the live harness's costs
+def test_new_host_fields_round_trip_and_bad_ones_are_refused() -> None:
+    host = HostModel(
+        cores=2,
+        harness_cpu={"producer": 2e-5, "worker": 3e-5},
+        work_overshoot=Constant(1e-4),
+        serial_backoff=(0.001, 0.002),
+        ack_loaded=Constant(2e-4),
+        handoff_cpu=3e-5,
+    )
+    again = BrokerProfile.from_json(_with(host, "redis").to_json())
+    assert again.host == host
+    for bad in (
+        {"cores": 2, "harness_cpu": {"consumer": 1e-5}},
+        {"cores": 2, "serial_backoff": [0.001, -1]},
+        {"cores": 2, "handoff_cpu": -1e-6},
+        {"cores": 2, "ack_loaded": {"kind": "nope"}},
+    ):
+        data = load_profile("ideal").to_dict() | {"host": bad}
+        with pytest.raises(ProfileError):
+            BrokerProfile.from_json(json.dumps(data))
+
+
+def test_harness_cpu_holds_the_client_lock() -> None:
+    """1 ms of the worker's own CPU per task, under the one client lock: at most 1000/s."""
+    run = simulate(BUSY, _with(HostModel(cores=8, harness_cpu={"worker": 0.001})), seed=0)
+    assert run.summary()["throughput"] == pytest.approx(1000, rel=0.05)
+
+
+def test_work_overshoot_lengthens_every_execution() -> None:
+    sc = Scenario(name="o", arrival_rate=50.0, tasks=200, service_time=Constant(0.01), workers=4)
+    host = HostModel(cores=2, work_overshoot=Constant(0.002))
+    tasks = simulate(sc, _with(host), seed=0).tasks
+    assert (tasks["finished_at"] - tasks["started_at"]).to_numpy() == pytest.approx(0.012)
+    plain = simulate(sc, "ideal", seed=0).tasks
+    assert (plain["finished_at"] - plain["started_at"]).to_numpy() == pytest.approx(0.01)
+
+
+def _backoff_run(backoff: tuple[float, ...], sc: Scenario) -> pd.DataFrame:
+    host = HostModel(
+        cores=8,
+        client_cpu={"publish": 2e-4, "claim": 2e-4, "ack": 2e-4},
+        serial={"publish": 1.5e-4, "claim": 1.5e-4, "ack": 1.5e-4},
+        serial_backoff=backoff,
+    )
+    return simulate(sc, _with(host), seed=0).ops
+
+
+def test_a_backoff_lock_makes_colliding_calls_sleep() -> None:
+    """Found taken, a call sleeps its backoff (1 ms first) instead of queueing for the lock;
+    FIFO waits are at most a hold or two."""
+    sc = Scenario(name="b", arrival_rate=800.0, tasks=1500, service_time=Constant(1e-3), workers=1)
+    backoff = _backoff_run((0.001, 0.002), sc)
+    fifo = _backoff_run((), sc)
+    slept = (backoff["duration_s"] >= 0.001).mean()
+    assert 0.02 < slept < 0.5
+    assert (fifo["duration_s"] >= 0.001).mean() < slept / 10
+
+
+def test_one_thread_never_collides_with_its_own_lock_hold() -> None:
+    """Once the producer is done, the one slot is alone with the lock: none of its acks
+    sleeps, though each call's hold outlasts its drawn latency (the ideal profile's 0)."""
+    sc = Scenario(name="s", arrival_rate=1e6, tasks=40, service_time=Constant(1e-3), workers=1)
+    ops = _backoff_run((0.001,), sc)
+    produced = ops.loc[ops["op"] == "publish", "ts"].max()
+    acks = ops[(ops["op"] == "ack") & (ops["ts"] > produced + 0.002)]
+    assert len(acks) > 20 and acks["duration_s"].max() < 0.001
+
+
+def test_ack_draws_the_loaded_law_while_work_waits() -> None:
+    base = load_profile("ideal").with_overrides(latency={"ack": Constant(0.002)})
+    profile = base.with_overrides(host=HostModel(cores=2, ack_loaded=Constant(0.0002)))
+    light = Scenario(name="l", arrival_rate=20.0, tasks=200, service_time=Constant(0.01), workers=4)
+    heavy = Scenario(
+        name="h", arrival_rate=2000.0, tasks=2000, service_time=Constant(0.001), workers=1
+    )
+
+    def ack_mean(sc: Scenario) -> float:
+        ops = simulate(sc, profile, seed=0).ops
+        return float(ops.loc[ops["op"] == "ack", "duration_s"].mean())
+
+    assert ack_mean(light) == pytest.approx(0.002, rel=0.01)  # nothing waits: the idle law
+    assert ack_mean(heavy) < 0.0003  # a backlog nearly all the time
+
+
+def test_a_handoff_makes_contended_client_cpu_dearer() -> None:
+    host = HostModel(cores=8, client_cpu={"publish": 2e-4, "claim": 2e-4, "ack": 2e-4})
+    plain = simulate(BUSY, _with(host), seed=0, record_ops=False).summary()["throughput"]
+    dear = replace(host, handoff_cpu=2e-4)
+    costly = simulate(BUSY, _with(dear), seed=0, record_ops=False).summary()["throughput"]
+    assert costly < 0.85 * plain

@@ -37,6 +37,9 @@ from stemlab.core.records import Capabilities, DeadLetterEntry, DeadLetterPage, 
 
 __all__ = ["SQLiteBroker"]
 
+# SQLite's default busy handler (sqliteDefaultBusyCallback in its main.c): a write that finds
+# the lock taken sleeps these many milliseconds before each retry, then 100 ms at a time.
+BUSY_HANDLER_SLEEPS = tuple(ms / 1000 for ms in (1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100))
 Q = load_sql("queue.sql")
 DL = load_sql("dead_letters.sql")
 
@@ -70,6 +73,7 @@ class SQLiteBroker(Broker):
             cross_process=True,
             poll_interval=self.settings.poll_interval,
             reclaim_delay=0.0,
+            lock_backoff=BUSY_HANDLER_SLEEPS,
         )
         conn = self._conn()
         try:
