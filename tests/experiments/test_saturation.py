@@ -1,25 +1,40 @@
 """Issue #12: validation at every load on the real services (slow, kept in CI).
 
 Each broker (memory, SQLite, Redis, Postgres) is calibrated quickly (with
-the load ramp, so its profile has the host model) and then runs the shipped
-broker-bound scenarios `sat-fast-050/080/095/120` (1 ms tasks, one worker,
-load 0.5 to 1.2) live and simulated, one replication each.
+the load ramp and the harness's own costs, so its profile has the host
+model) and then runs the shipped scenarios at load 0.5, 0.8, 0.95 and 1.2,
+live and simulated on the same seeds:
 
-What is asserted is what holds: every run completes in both worlds, the
-reports carry the machine's load, each scenario is held to the targets of
-its load (e2e p50/p95 and throughput up to 0.95, throughput alone above),
-the calibrated profile has a host section with measured client CPU, and
-its load check agrees with the CPU other programs used. The fidelity
-targets themselves (throughput within 10 %, e2e p50/p95 within 20 % up to
-load 0.95) are evaluated and printed with their figures (run with -s), NOT
-asserted: they have not yet been seen to hold on any run (all were measured
-on a 2-core machine shared with other jobs at load average 10-14; the
-figures and the reasons are in docs/fidelity.md), and an assertion that
-does not hold would be a red test, not a check.
+* `sat-web-*` (4 workers, 20 ms tasks: the broker is a small share of each
+  task), two replications;
+* `sat-fast-*` (1 worker, 1 ms tasks: broker-bound, so the nominal load is
+  not the real one; a broker's own calls and the harness add 0.2-1 ms to
+  each task, and every broker is overloaded from nominal 0.8), one.
 
-Retry (documented): when a check fails and the machine's 1-minute load
-average was above its core count during the run, the broker's whole run
-(calibration included) is repeated once, and the second run decides.
+Asserted, because it held in every run on a quiet machine (the figures are
+in docs/fidelity.md): every run completes in both worlds with its load
+recorded and the targets of its load attached; the calibrated profile has a
+measured host section and a load check that agrees with the CPU other
+programs used; and on `sat-web` the throughput is within its 10 % target
+at every load (at 1.2 that is the capacity) and the end-to-end p50 and p95
+within their 20 % at load 0.5.
+
+Printed with -s, not asserted: the end-to-end targets at 0.8 and 0.95 (on
+`sat-web` the errors were -3 % to -22 %, a few just outside the target, on
+the side of a slightly over-predicted capacity) and all of `sat-fast`, where
+one replication of a broker-bound run is not reproducible to its own
+targets (live capacity moved 5-10 % between consecutive runs of one
+broker, and near saturation a 1 % change of capacity moves waits by 10-20 %).
+
+Retry (documented): when a check fails and the machine was busy during the
+run, the broker's whole run (calibration included) is repeated once, and
+the second run decides. Busy means a 1-minute load average above the core
+count, or the hypervisor taking more than 5 % of the cores as steal time,
+which a virtual machine's load average does not show (on 2026-12-01, from
+22:00 UTC on, 10-30 % steal cut every broker's live capacity by a quarter
+to a half while calibration's tight loops lost far less). When the second
+run is busy too, its fidelity figures are printed as not asserted, with the
+load and steal that excused them; the other checks are asserted always.
 """
 
 from __future__ import annotations
@@ -40,27 +55,77 @@ from tests.experiments.conftest import CLEANUP, _url
 
 pytestmark = pytest.mark.slow
 
-SCENARIOS = ("sat-fast-050", "sat-fast-080", "sat-fast-095", "sat-fast-120")
+LOADS = ("050", "080", "095", "120")
+FAMILIES = {"sat-web": 2, "sat-fast": 1}  # scenario family: replications
 CORES = os.cpu_count() or 1
+STEAL_MAX = 0.05  # hypervisor steal, as a share of the cores, above which a run is busy
+
+
+def _steal() -> tuple[float, float] | None:
+    """(steal, all) CPU ticks since boot from /proc/stat, or None where there is none."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:9]
+    except (OSError, IndexError):
+        return None
+    ticks = [float(v) for v in fields]
+    return ticks[7], sum(ticks)
+
+
+def _stolen(before: tuple[float, float] | None) -> float:
+    """The share of the cores the hypervisor took since `before` (0 when unknown)."""
+    after = _steal()
+    if before is None or after is None or after[1] <= before[1]:
+        return 0.0
+    return (after[0] - before[0]) / (after[1] - before[1])
 
 
 def _run(adapter: str, folder: Path) -> list[ValidationReport]:
     namespace = "sat" + uuid.uuid4().hex[:10]
     try:
         with stemlab.connect(_url(adapter, folder), namespace=namespace) as broker:
+            if adapter == "postgres":
+                # autovacuum is off on the CI server and no earlier test's broker lives the
+                # 60 s its background sweep waits, so the suite leaves 100k+ dead rows behind,
+                # which slow every call down as they grow; sweep (VACUUM) as a long-lived
+                # broker would, so calibration and the runs start from the same table
+                broker.sweep()  # type: ignore[attr-defined]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", BusyMachineWarning)  # recorded in meta
                 profile = calibrate(broker, quick=True, force=True)
             return [
-                validate(load_scenario(name), broker, replications=1, profile=profile)
-                for name in SCENARIOS
+                validate(load_scenario(f"{family}-{load}"), broker, replications=k, profile=profile)
+                for family, k in FAMILIES.items()
+                for load in LOADS
             ]
     finally:
         if adapter in CLEANUP:
             CLEANUP[adapter](namespace)
 
 
+def _asserted(report: ValidationReport) -> list[str]:
+    """The metrics whose targets this test asserts for `report` (see the module doc)."""
+    if not report.scenario.name.startswith("sat-web"):
+        return []
+    if report.scenario.load <= 0.5:
+        return ["e2e_p50", "e2e_p95", "throughput"]
+    return ["throughput"]
+
+
+def _misses(reports: list[ValidationReport]) -> list[str]:
+    """The asserted fidelity targets (`_asserted`) that `reports` missed."""
+    misses = []
+    for report in reports:
+        frame, expected = report.frame, targets_for(report.scenario)
+        for metric in _asserted(report):
+            if not frame.at[metric, "within_target"]:
+                error = frame.at[metric, "rel_error"]
+                name = report.scenario.name
+                misses.append(f"{name} {metric}: {error:+.1%} (target {expected[metric]:.0%})")
+    return misses
+
+
 def _problems(reports: list[ValidationReport]) -> list[str]:
+    """Everything but fidelity: completion, load and targets recorded, the host section."""
     problems = []
     for report in reports:
         name = report.scenario.name
@@ -78,6 +143,8 @@ def _problems(reports: list[ValidationReport]) -> list[str]:
     host, info = profile.host, profile.meta.get("host_model", {})
     if host is None or not all(host.client_cpu.get(op, 0) > 0 for op in ("publish", "claim")):
         problems.append(f"no measured host section: {host}")
+    elif host.work_overshoot is None or not host.harness_cpu:
+        problems.append(f"no measured harness costs: {host}")
     check = info.get("load_check", {})
     share = check.get("background_share")
     expected_verdict = "forced" if share is not None and share > check["refuse_above"] else None
@@ -104,14 +171,27 @@ def _summary(adapter: str, reports: list[ValidationReport]) -> str:
     return "\n".join(lines)
 
 
+def _attempt(adapter: str, folder: Path) -> tuple[list[ValidationReport], str | None]:
+    """One whole run of `adapter`, and why the machine was busy during it (None: quiet)."""
+    start = _steal()
+    reports = _run(adapter, folder)
+    stolen = _stolen(start)
+    load = max(r.meta.get("load_average_max") or 0.0 for r in reports)
+    print(_summary(adapter, reports), f"\n  load average {load}, hypervisor steal {stolen:.0%}")
+    if load > CORES or stolen > STEAL_MAX:
+        return reports, f"load average {load} on {CORES} cores, steal {stolen:.0%}"
+    return reports, None
+
+
 @pytest.mark.parametrize("adapter", ["memory", "sqlite", "redis", "postgres"])
 def test_validation_at_every_load(adapter: str, tmp_path: Path) -> None:
-    reports = _run(adapter, tmp_path)
-    problems = _problems(reports)
-    busiest = max(r.meta.get("load_average_max") or 0.0 for r in reports)
-    if problems and busiest > CORES:  # the documented retry: once, on a busy machine
-        print(f"retrying {adapter}: load average {busiest} > {CORES} cores; {problems}")
-        reports = _run(adapter, tmp_path / "retry")
-        problems = _problems(reports)
-    print(_summary(adapter, reports))
-    assert not problems, problems
+    reports, busy = _attempt(adapter, tmp_path)
+    problems, misses = _problems(reports), _misses(reports)
+    if (problems or misses) and busy:  # the documented retry: once, on a busy machine
+        print(f"retrying {adapter} ({busy}): {problems + misses}")
+        reports, busy = _attempt(adapter, tmp_path / "retry")
+        problems, misses = _problems(reports), _misses(reports)
+    if misses and busy:
+        print(f"NOT ASSERTED, the machine was busy in both runs ({busy}): {misses}")
+        misses = []
+    assert not problems + misses, problems + misses
