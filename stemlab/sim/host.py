@@ -89,9 +89,9 @@ class SimHost:
             self.busy["client"] += client
             waited += start - t
             t = end
-        if backoff:
+        if backoff:  # the waits (lock sleeps included), and at least until the hold ends
             end = self._backoff(t, hold)
-            return max(waited + end - t, end - now - drawn)
+            return max(waited + end - hold - t, end - now - drawn)
         if server > 0 or hold > 0:
             start = max(t, self.serial_free) if hold > 0 else t
             if server > 0:
