@@ -173,6 +173,7 @@ def _summary(adapter: str, reports: list[ValidationReport]) -> str:
 
 def _attempt(adapter: str, folder: Path) -> tuple[list[ValidationReport], str | None]:
     """One whole run of `adapter`, and why the machine was busy during it (None: quiet)."""
+    folder.mkdir(parents=True, exist_ok=True)  # the retry's folder is new (SQLite's file)
     start = _steal()
     reports = _run(adapter, folder)
     stolen = _stolen(start)
