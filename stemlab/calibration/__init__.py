@@ -177,8 +177,10 @@ def calibrate(
 def _with_harness(model: HostModel, costs: HarnessCosts) -> tuple[HostModel, dict[str, Any]]:
     """The host section with the live harness's own costs, and what was measured (for meta)."""
     late, fit = fit_latency(costs.overshoot)
-    cpu = {"producer": costs.producer_cpu, "worker": costs.worker_cpu}
-    cpu = {side: float(f"{v:.4g}") for side, v in cpu.items()}
+    cpu = {
+        "producer": float(f"{costs.producer_cpu:.4g}"),
+        "worker": float(f"{costs.worker_cpu:.4g}"),
+    }
     info = {"cpu_s": cpu, "work_overshoot": fit}
     return replace(model, harness_cpu=cpu, work_overshoot=late), info
 

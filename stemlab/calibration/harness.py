@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from stemlab.brokers.memory import MemoryBroker
-from stemlab.core.clock import from_epoch
 from stemlab.core.envelope import Envelope
+from stemlab.errors import CalibrationError
 from stemlab.instrument import instrument
 from stemlab.live.worker import LiveRun, Slot
 from stemlab.model.distributions import Constant
@@ -70,7 +70,7 @@ def _produce(run: LiveRun, tasks: int, publish: bool) -> float:
             name=TASK_NAME,
             queue=QUEUE,
             priority=0,
-            not_before=from_epoch(time.time() + 0.0) if i < 0 else None,
+            not_before=None,
             visibility_timeout=sc.visibility_timeout,
             max_retries=RETRY_MAX,
             args={"i": i},
@@ -99,7 +99,7 @@ def _slot_cpu(tasks: int, rng: np.random.Generator) -> tuple[float, float]:
         finally:
             consumer.close()
         if len(run.resolved) != tasks:
-            raise RuntimeError(f"harness: {len(run.resolved)} of {tasks} tasks settled")
+            raise CalibrationError(f"harness: {len(run.resolved)} of {tasks} tasks settled")
     return producer, cpu
 
 
@@ -114,7 +114,7 @@ def _calls_cpu(tasks: int) -> float:
             for _ in range(tasks):
                 d = consumer.get(timeout=0.0)
                 if d is None:
-                    raise RuntimeError("harness: a published message was not delivered")
+                    raise CalibrationError("harness: a published message was not delivered")
                 time.sleep(_WORK_S)
                 ib.ack(d)
             return (time.thread_time() - start) / tasks

@@ -80,15 +80,10 @@ class SimHost:
         t = now
         waited = 0.0
         if client > 0:
-            start = max(t, self.client_free, cores[0])
-            if start > t and self.client_free > t:  # it waits for the lock: a handoff
+            if self.client_free > t:  # it waits for the lock: a handoff
                 client += self.model.handoff_cpu
-            end = start + client
-            heapq.heapreplace(cores, end)
-            self.client_free = end
-            self.busy["client"] += client
-            waited += start - t
-            t = end
+            start, t = self._client(t, client)
+            waited += start - now
         if backoff:  # the waits (lock sleeps included), and at least until the hold ends
             end = self._backoff(t, hold)
             return max(waited + end - hold - t, end - now - drawn)
@@ -129,13 +124,16 @@ class SimHost:
         if cpu <= 0:
             return 0.0
         now = self.env.now
-        cores = self.cores
-        start = max(now, self.client_free, cores[0])
+        return self._client(now, cpu)[1] - now
+
+    def _client(self, t: float, cpu: float) -> tuple[float, float]:
+        """Hold the client lock and a core for `cpu` seconds from `t` on: (start, end)."""
+        start = max(t, self.client_free, self.cores[0])
         end = start + cpu
-        heapq.heapreplace(cores, end)
+        heapq.heapreplace(self.cores, end)
         self.client_free = end
         self.busy["client"] += cpu
-        return end - now
+        return start, end
 
     def wrap(
         self, op: str, draw: Draw, unwatched: Draw | None = None, loaded: Draw | None = None

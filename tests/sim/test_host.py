@@ -122,12 +122,13 @@ def test_publish_follows_the_number_of_idle_consumers() -> None:
         name="h", arrival_rate=2000.0, tasks=3000, service_time=Constant(0.01), workers=4
     )
 
-    def publish_mean(sc: Scenario) -> float:
-        ops = simulate(sc, profile, seed=0).ops
-        return float(ops.loc[ops["op"] == "publish", "duration_s"].mean())
+    assert _mean_duration(light, profile, "publish") == pytest.approx(0.001, rel=0.05)
+    assert _mean_duration(heavy, profile, "publish") < 0.0002
 
-    assert publish_mean(light) == pytest.approx(0.001, rel=0.05)
-    assert publish_mean(heavy) < 0.0002
+
+def _mean_duration(sc: Scenario, profile: BrokerProfile, op: str) -> float:
+    ops = simulate(sc, profile, seed=0).ops
+    return float(ops.loc[ops["op"] == op, "duration_s"].mean())
 
 
 # ------------------------------------------------------------------ the live harness's costs
@@ -207,12 +208,9 @@ def test_ack_draws_the_loaded_law_while_work_waits() -> None:
         name="h", arrival_rate=2000.0, tasks=2000, service_time=Constant(0.001), workers=1
     )
 
-    def ack_mean(sc: Scenario) -> float:
-        ops = simulate(sc, profile, seed=0).ops
-        return float(ops.loc[ops["op"] == "ack", "duration_s"].mean())
-
-    assert ack_mean(light) == pytest.approx(0.002, rel=0.01)  # nothing waits: the idle law
-    assert ack_mean(heavy) < 0.0003  # a backlog nearly all the time
+    # nothing waits: the idle law; then a backlog nearly all the time
+    assert _mean_duration(light, profile, "ack") == pytest.approx(0.002, rel=0.01)
+    assert _mean_duration(heavy, profile, "ack") < 0.0003
 
 
 def test_a_handoff_makes_contended_client_cpu_dearer() -> None:
